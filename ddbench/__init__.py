@@ -1,0 +1,21 @@
+"""ddbench: a dataset-distillation benchmark whose methods, datasets, networks and evaluators are plugins."""
+
+from ddbench.api import (
+    Context,
+    DatasetSpec,
+    DistilledSet,
+    Distiller,
+    EvalResult,
+    Evaluator,
+    GenerativeDistiller,
+    ImageSet,
+    NetworkSpec,
+)
+from ddbench.config import doc
+from ddbench.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+__all__ = [
+    "Context", "DatasetSpec", "DistilledSet", "Distiller", "EvalResult", "Evaluator", "GenerativeDistiller",
+    "ImageSet", "NetworkSpec", "doc", "hookimpl", "__version__",
+]
