@@ -24,3 +24,9 @@ class ConfigError(DDBenchError):
 
 class DivergedError(DDBenchError):
     """A distillation produced a NaN or infinite loss."""
+
+
+def check_finite(loss: float, method: str, iteration: int) -> None:
+    """Stop a distillation whose loss became NaN or infinite (nothing is recorded for that cell)."""
+    if loss != loss or loss in (float("inf"), float("-inf")):
+        raise DivergedError(f"{method}: loss is {loss} at iteration {iteration}; lower its learning rate with -o")

@@ -1,0 +1,41 @@
+"""Resumable long loops: a distiller saves its state every few iterations and picks it up after a crash."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ddbench.cache import atomic_torch_save
+
+log = logging.getLogger(__name__)
+
+
+class Checkpointer:
+    """``state = ck.load()`` (None when fresh); ``ck.maybe_save(it, state_fn)`` every ``every`` iterations;
+    ``ck.done()`` removes the file once the result is safely stored elsewhere.
+
+    ``folder`` None (no checkpoint dir in the context) disables it. ``key`` must identify the whole config,
+    including IPC and seed, e.g. ``distiller.config_key(ipc=ipc, seed=seed)``.
+    """
+
+    def __init__(self, folder: Path | None, key: str, every: int = 100) -> None:
+        self.path = None if folder is None else Path(folder) / f"{key}.pt"
+        self.every = max(1, every)
+
+    def load(self) -> dict[str, Any] | None:
+        if self.path is None or not self.path.is_file():
+            return None
+        log.info("resuming from checkpoint %s", self.path)
+        return torch.load(self.path, map_location="cpu", weights_only=False)
+
+    def maybe_save(self, iteration: int, state: Any) -> None:
+        """Save ``state`` (a dict, or a zero-argument callable returning one) when ``iteration`` is due."""
+        if self.path is not None and iteration > 0 and iteration % self.every == 0:
+            atomic_torch_save(state() if callable(state) else state, self.path)
+
+    def done(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
