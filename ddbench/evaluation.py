@@ -98,7 +98,7 @@ def train_network(net: FeatureNet, images: Tensor, labels: Tensor, cfg: Standard
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * y.shape[0]
+            total += loss.item() * y.shape[0]
             count += y.shape[0]
         loss_mean = total / count
         if not math.isfinite(loss_mean):

@@ -1,0 +1,229 @@
+"""The ``ddbench`` command line (click + rich). The only module that prints."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table as RichTable
+
+from ddbench import config as cfgmod
+from ddbench.errors import DDBenchError
+
+console = Console(stderr=True)
+out = Console(soft_wrap=True)
+
+
+class RichProgress:
+    """Implements :class:`ddbench.progress.Progress` with one shared rich display."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    @contextmanager
+    def __call__(self, description: str, total: int | None) -> Iterator[Any]:
+        task_id = self.progress.add_task(description, total=total, info="")
+        progress = self.progress
+
+        class _Task:
+            def advance(self, n: int = 1, **fields: Any) -> None:
+                info = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+                progress.update(task_id, advance=n, info=info)
+
+        try:
+            yield _Task()
+        finally:
+            progress.remove_task(task_id)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
+                    transient=False, disable=not console.is_terminal and not _force_progress())
+
+
+def _force_progress() -> bool:
+    import os
+
+    return os.environ.get("DDBENCH_PROGRESS", "") == "1"
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DDBenchError as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group)
+@click.option("-v", "--verbose", count=True, help="-v: info logs, -vv: debug logs")
+@click.version_option(package_name="ddbench")
+def main(verbose: int) -> None:
+    """ddbench: dataset-distillation benchmark (methods are pluggy plugins)."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)],
+                        force=True)
+
+
+def _registries():  # type: ignore[no-untyped-def]
+    from ddbench.plugins import registries
+
+    return registries()
+
+
+@main.command()
+@click.option("-m", "--method", "methods", required=True, help="method name(s), comma-separated")
+@click.option("-d", "--dataset", "datasets", default="mnist", show_default=True, help="dataset name(s), comma-separated")
+@click.option("--ipc", default="1,10,50", show_default=True, help="images per class, comma-separated")
+@click.option("--arch", "archs", default="convnet3", show_default=True,
+              help="evaluation network(s), comma-separated (cross-architecture evaluation)")
+@click.option("-p", "--profile", default="quick", show_default=True, help="budget: smoke, quick or paper")
+@click.option("--seeds", default=None, help="network seeds, comma-separated (default: 0..networks-1 of the profile)")
+@click.option("--paired-seeds", is_flag=True, help="distil one set per network seed (± spans sets × networks)")
+@click.option("-o", "--option", "overrides", multiple=True,
+              help="override: key=value (all selected methods), METHOD.key=value, eval.key=value")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
+              help="results folder (one JSON record per cell)")
+@click.option("--data-root", default=None, help="dataset folder in torchvision's layout (default: $DDBENCH_DATA)")
+@click.option("--download/--no-download", default=True, show_default=True, help="download missing data (online)")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="artifact cache (default: $DDBENCH_CACHE or ~/.cache/ddbench)")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+@click.option("--rerun", is_flag=True, help="recompute cells that already have a record")
+def run(methods: str, datasets: str, ipc: str, archs: str, profile: str, seeds: str | None, paired_seeds: bool,
+        overrides: tuple[str, ...], out: Path, data_root: str | None, download: bool, cache_dir: Path | None,
+        device: str | None, rerun: bool) -> None:
+    """Distil and evaluate every (dataset, method, IPC, arch, seed) cell; finished cells are skipped."""
+    from ddbench.runner import Request, execute, parse_ipcs, parse_list, plan
+    from ddbench.tables import build_table, load_frame
+
+    seed_list = None
+    if seeds is not None:
+        try:
+            seed_list = [int(s) for s in parse_list(seeds, "seeds")]
+        except ValueError:
+            raise DDBenchError(f"bad --seeds {seeds!r}: give integers, e.g. --seeds 0,1,2,3,4") from None
+    req = Request(methods=parse_list(methods, "method"), datasets=parse_list(datasets, "dataset"),
+                  ipcs=parse_ipcs(ipc), archs=parse_list(archs, "arch"), profile=profile, seeds=seed_list,
+                  paired_seeds=paired_seeds, overrides=list(overrides), out=out, data_root=data_root,
+                  download=download, cache_dir=cache_dir, device=device, rerun=rerun)
+    the_plan = plan(_registries(), req)
+    cells = the_plan.cells
+    console.print(f"{len(cells)} cells ({len(the_plan.groups)} distilled sets), profile {profile}, results in {out}")
+    with _progress() as bar:
+        overall = bar.add_task("cells", total=len(cells), info="")
+
+        def done(outcome: Any) -> None:
+            c = outcome.cell
+            if outcome.record is None:
+                info = f"{c.method_label} {c.dataset} ipc{c.ipc} {c.arch} seed{c.seed}: recorded"
+            else:
+                info = f"{c.method_label} {c.dataset} ipc{c.ipc} {c.arch} seed{c.seed}: {outcome.record['accuracy']:.2f}%"
+            bar.update(overall, advance=1, info=info)
+            if outcome.record is not None:
+                console.print(f"  {info}", highlight=False)
+
+        execute(the_plan, RichProgress(bar), done)
+    frame = load_frame(out)
+    keep = {p for p in (str(c.path(out)) for c in cells)}
+    frame = frame[frame["path"].isin(keep)]
+    for arch in dict.fromkeys(c.arch for c in cells):
+        _print_table(build_table(frame, "datasets", arch=arch), "rich")
+
+
+def _print_table(table: Any, fmt: str, output: Path | None = None) -> None:
+    if fmt == "rich":
+        rt = RichTable(title=table.title, caption="\n".join(table.notes), caption_justify="left")
+        rt.add_column("Method", style="bold")
+        for col in table.columns:
+            rt.add_column(col, justify="right")
+        for name, cells in table.rows:
+            rt.add_row(name, *cells)
+        out.print(rt)
+        return
+    text = table.render(fmt)
+    if output is not None:
+        output.write_text(text)
+        console.print(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+@click.option("--layout", type=click.Choice(["datasets", "archs"]), default="datasets", show_default=True,
+              help="datasets: methods x dataset/IPC (Table 1); archs: methods x architecture (Table 2)")
+@click.option("--format", "fmt", type=click.Choice(["rich", "markdown", "latex", "csv"]), default="rich",
+              show_default=True)
+@click.option("--arch", default="convnet3", show_default=True, help="architecture for the datasets layout")
+@click.option("--dataset", default=None, help="dataset for the archs layout")
+@click.option("--ipc", type=int, default=None, help="IPC for the archs layout")
+@click.option("--output", type=click.Path(path_type=Path), default=None, help="write to a file instead of stdout")
+def table(results: Path, layout: str, fmt: str, arch: str, dataset: str | None, ipc: int | None,
+          output: Path | None) -> None:
+    """Rebuild a table (mean ± std, n) from the records under RESULTS."""
+    from ddbench.tables import build_table, load_frame
+
+    if not results.is_dir():
+        raise DDBenchError(f"results folder {results} does not exist; pass the --out folder of `ddbench run`")
+    _print_table(build_table(load_frame(results), layout, arch=arch, dataset=dataset, ipc=ipc), fmt, output)  # type: ignore[arg-type]
+
+
+@main.command(name="list")
+@click.argument("kind", required=False, type=click.Choice(["methods", "datasets", "networks", "evaluators", "profiles"]))
+@click.option("--options", "show_options", is_flag=True, help="also list each method's -o options")
+def list_(kind: str | None, show_options: bool) -> None:
+    """List methods, datasets, networks, evaluators and profiles, with the plugin that gave each."""
+    from ddbench.profiles import PROFILES
+
+    regs = _registries()
+    kinds = [kind] if kind else ["methods", "datasets", "networks", "evaluators", "profiles"]
+    for k in kinds:
+        rt = RichTable(title=k)
+        rt.add_column("name", style="bold")
+        if k == "profiles":
+            rt.add_column("networks", justify="right")
+            rt.add_column("description")
+            for p in PROFILES.values():
+                rt.add_row(p.name, str(p.networks), p.description)
+            out.print(rt)
+            continue
+        registry = getattr(regs, k)
+        rt.add_column("plugin")
+        rt.add_column("description")
+        for e in registry.entries():
+            rt.add_row(e.name, e.plugin, getattr(e.obj, "description", ""))
+        out.print(rt)
+        if k == "methods" and show_options:
+            for e in registry.entries():
+                opts = RichTable(title=f"{e.name} options (-o key=value; defaults = paper budget)")
+                for col in ("option", "type", "default", "help"):
+                    opts.add_column(col)
+                for name, tp, default, help_ in cfgmod.describe(e.obj.Config):
+                    opts.add_row(name, tp, repr(default), help_)
+                out.print(opts)
+
+
+@main.command()
+def plugins() -> None:
+    """Installed plugins (entry-point group ``ddbench``) and their distributions."""
+    rt = RichTable(title="plugins")
+    rt.add_column("plugin", style="bold")
+    rt.add_column("distribution")
+    for name, dist in _registries().plugins():
+        rt.add_row(name, dist)
+    out.print(rt)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""One JSON record per evaluated cell (dataset, method[+variant], IPC, architecture, network seed).
+
+A record sits at a path that names its cell, ``<out>/<profile>/<dataset>/<method>/ipc<k>/<arch>/seed<s>.json``,
+and is written atomically (temp file + rename): resuming is "the record exists", Ctrl-C or a crash loses no
+finished cell, and workers on several machines never collide.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One independent, resumable unit of work."""
+
+    profile: str
+    dataset: str
+    method: str
+    variant: str  # "" or "key=value,..." for overrides and non-default protocol choices
+    ipc: int
+    arch: str
+    seed: int  # network seed
+    distill_seed: int
+
+    @property
+    def method_label(self) -> str:
+        return f"{self.method}+{self.variant}" if self.variant else self.method
+
+    def path(self, out: Path) -> Path:
+        return (Path(out) / self.profile / self.dataset / self.method_label / f"ipc{self.ipc}" / self.arch
+                / f"seed{self.seed}.json")
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def iter_records(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every record under ``root`` (unreadable or foreign JSON files are skipped)."""
+    for path in sorted(Path(root).rglob("seed*.json")):
+        try:
+            rec = read_record(path)
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(rec, dict) and rec.get("schema") == SCHEMA and "accuracy" in rec:
+            yield path, rec
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> dict[str, Any]:
+    """Package versions, Python, platform and git revision, stored in every record."""
+    versions: dict[str, str] = {}
+    for dist in ("ddbench", "torch", "torchvision", "numpy", "pluggy", "ddbench-gdd-global-local"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"versions": versions, "python": platform.python_version(), "platform": platform.platform(),
+            "git_revision": _git_revision()}
+
+
+def _git_revision() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
