@@ -1,0 +1,79 @@
+"""The CLI through click's CliRunner: the main job, tables, listings, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ddbench.cli import main
+
+
+def invoke(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_run_then_table(tmp_path: Path) -> None:
+    out = tmp_path / "res"
+    r = invoke("run", "-m", "random", "-d", "digits", "--ipc", "1", "-p", "smoke", "--out", str(out),
+               "--cache-dir", str(tmp_path / "c"))
+    assert r.exit_code == 0, r.output
+    assert "random" in r.output and "digits IPC 1" in r.output and "(n=2)" in r.output
+    r2 = invoke("run", "-m", "random", "-d", "digits", "--ipc", "1", "-p", "smoke", "--out", str(out),
+                "--cache-dir", str(tmp_path / "c"))
+    assert r2.exit_code == 0 and "recorded" not in r2.output.split("\n")[1]  # resumed: nothing recomputed
+    md = invoke("table", "--results", str(out), "--format", "markdown")
+    assert md.exit_code == 0 and "| random |" in md.output
+    f = tmp_path / "t.tex"
+    assert invoke("table", "--results", str(out), "--format", "latex", "--output", str(f)).exit_code == 0
+    assert r"\begin{tabular}" in f.read_text()
+
+
+def test_list_and_plugins() -> None:
+    r = invoke("list")
+    assert r.exit_code == 0 and "random" in r.output and "convnet3" in r.output and "core-datasets" in r.output
+    assert "paper" in invoke("list", "profiles").output
+    assert invoke("plugins").exit_code == 0
+    opts = invoke("list", "methods", "--options")
+    assert opts.exit_code == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-m", "randm"], "unknown method 'randm': did you mean 'random'?"),
+    (["-m", "random", "-d", "cifar"], "unknown dataset 'cifar'"),
+    (["-m", "random", "--arch", "vgg12"], "unknown network 'vgg12'"),
+    (["-m", "random", "-p", "full"], "unknown profile 'full'"),
+    (["-m", "random", "--ipc", "1,x"], "bad IPC 'x'"),
+    (["-m", "random", "--ipc", "0"], "bad IPC 0"),
+    (["-m", "random", "--ipc", "-5"], "bad IPC -5"),
+    (["-m", "random", "--ipc", ""], "empty IPC list"),
+    (["-m", "random", "--ipc", "500"], "IPC 500 is more than digits's smallest class has"),
+    (["-m", "random", "-o", "lr=1"], "unknown option 'lr' of method 'random'"),
+    (["-m", "random", "-o", "eval.epochs=1.5"], "bad value '1.5' for epochs: expected int"),
+    (["-m", "random", "--seeds", "a"], "bad --seeds 'a'"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+    out = tmp_path / "res"
+    r = CliRunner().invoke(main, ["run", "-d", "digits", "-p", "smoke", "--out", str(out), *args])
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
+    assert not out.exists()
+
+
+def test_bad_data_root(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["run", "-m", "random", "-d", "mnist", "--data-root", str(tmp_path / "none"),
+                                  "--out", str(tmp_path / "res")])
+    assert r.exit_code == 2 and "does not exist" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_unwritable_out(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    r = CliRunner().invoke(main, ["run", "-m", "random", "-d", "digits", "-p", "smoke", "--out", str(tmp_path / "f/x")])
+    assert r.exit_code == 2 and "cannot write to output folder" in r.output
+
+
+def test_table_missing_results(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["table", "--results", str(tmp_path / "nope")])
+    assert r.exit_code == 2 and "does not exist" in r.output

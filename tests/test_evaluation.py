@@ -1,0 +1,97 @@
+"""The standard evaluation protocol on real MNIST, with its defaults pinned to the reference constants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddbench import config as cfgmod
+from ddbench.api import Context, DistilledSet
+from ddbench.cache import ArtifactCache
+from ddbench.datasets import load
+from ddbench.errors import ConfigError
+from ddbench.evaluation import StandardConfig, StandardEvaluator, train_network
+from ddbench.plugins import registries
+
+REGS = registries()
+
+
+def test_defaults_are_the_reference_protocol() -> None:
+    c = StandardConfig()
+    assert (c.lr, c.momentum, c.weight_decay, c.batch_size, c.epochs) == (0.01, 0.9, 5e-4, 256, 1000)
+    assert (c.augment, c.accuracy, c.mode, c.test_limit) == ("dsa", "final", "fixed", 0)
+    quick = cfgmod.build(StandardConfig, "quick", StandardEvaluator.profiles)
+    assert quick.epochs == 300 and quick.test_limit == 0
+
+
+@pytest.fixture(scope="module")
+def mnist(data_root: Path):  # type: ignore[no-untyped-def]
+    spec = REGS.datasets.get("mnist")
+    return spec, load(spec, "train", data_root), load(spec, "test", data_root)
+
+
+def _ctx(spec, tmp_path: Path) -> Context:  # type: ignore[no-untyped-def]
+    return Context(spec, REGS.networks, ArtifactCache(tmp_path))
+
+
+def test_smoke_evaluation_learns_real_mnist(mnist, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    spec, train, test = mnist
+    images, labels = train.sample_per_class(10, torch.Generator().manual_seed(0))
+    cfg = StandardConfig(epochs=20, test_limit=1000)
+    result = StandardEvaluator(cfg, _ctx(spec, tmp_path)).evaluate(DistilledSet(images, labels), test, "convnet3", 0)
+    assert 60.0 < result.accuracy <= 100.0  # chance is 10 %
+    assert result.extra["test_images"] == 1000 and result.extra["train_seconds"] > 0
+    again = StandardEvaluator(cfg, _ctx(spec, tmp_path)).evaluate(DistilledSet(images, labels), test, "convnet3", 0)
+    assert again.accuracy == result.accuracy  # explicit seeds: reproducible
+
+
+def test_best_accuracy_is_labelled_and_at_least_final(mnist, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    spec, train, test = mnist
+    images, labels = train.sample_per_class(1, torch.Generator().manual_seed(0))
+    cfg = StandardConfig(epochs=6, test_limit=300, accuracy="best", best_every=2)
+    r = StandardEvaluator(cfg, _ctx(spec, tmp_path)).evaluate(DistilledSet(images, labels), test, "convnet3", 1)
+    assert r.accuracy == max(a for _, a in r.extra["checkpoints"]) >= r.extra["final_accuracy"]
+    assert [ep for ep, _ in r.extra["checkpoints"]] == [0, 2, 4, 6]
+
+
+def test_on_the_fly_needs_a_sampler(mnist, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    spec, train, test = mnist
+    images, labels = train.sample_per_class(1, torch.Generator().manual_seed(0))
+    ev = StandardEvaluator(StandardConfig(epochs=1, mode="on-the-fly"), _ctx(spec, tmp_path))
+    with pytest.raises(ConfigError, match="on-the-fly needs a generative method"):
+        ev.evaluate(DistilledSet(images, labels), test, "convnet3", 0)
+
+
+def test_on_the_fly_draws_fresh_images_each_step(mnist, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    spec, train, test = mnist
+    images, labels = train.sample_per_class(1, torch.Generator().manual_seed(0))
+    calls: list[torch.Tensor] = []
+
+    def sampler(y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        calls.append(y)
+        return torch.randn(len(y), 1, 32, 32, generator=g)
+
+    cfg = StandardConfig(epochs=3, test_limit=100, mode="on-the-fly")
+    StandardEvaluator(cfg, _ctx(spec, tmp_path)).evaluate(DistilledSet(images, labels, sampler), test, "convnet3", 0)
+    assert len(calls) == 4 and all(sorted(c.tolist()) == list(range(10)) for c in calls)
+
+
+def test_lr_drops_tenfold_after_half(mnist) -> None:  # type: ignore[no-untyped-def]
+    spec, train, _ = mnist
+    net = REGS.networks.get("convnet3").build(channels=1, num_classes=10)
+    images, labels = train.sample_per_class(1, torch.Generator().manual_seed(0))
+    seen: list[float] = []
+    orig = torch.optim.SGD.__init__
+
+    def spy(self, params, lr, **kw):  # type: ignore[no-untyped-def]
+        seen.append(lr)
+        orig(self, params, lr=lr, **kw)
+
+    torch.optim.SGD.__init__ = spy  # type: ignore[method-assign]
+    try:
+        train_network(net, images, labels, StandardConfig(epochs=4, augment="none"), seed=0)
+    finally:
+        torch.optim.SGD.__init__ = orig  # type: ignore[method-assign]
+    assert seen == [0.01, pytest.approx(0.001)]

@@ -1,0 +1,120 @@
+"""Records and resume: one atomic record per cell, reruns skip recorded cells, crashes lose no finished cell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ddbench import runner
+from ddbench.errors import ConfigError, DataError, UnknownNameError
+from ddbench.plugins import registries
+from ddbench.records import iter_records
+
+
+def _req(tmp_path: Path, **kw) -> runner.Request:  # type: ignore[no-untyped-def]
+    base = dict(methods=["random"], datasets=["digits"], ipcs=[1, 2], profile="smoke", out=tmp_path / "res",
+                cache_dir=tmp_path / "cache")
+    base.update(kw)
+    return runner.Request(**base)  # type: ignore[arg-type]
+
+
+def test_records_written_per_cell_with_provenance(tmp_path: Path) -> None:
+    outcomes = runner.execute(runner.plan(registries(), _req(tmp_path)))
+    assert len(outcomes) == 4  # 2 IPCs x 2 network seeds (smoke)
+    paths = sorted(p.relative_to(tmp_path / "res").as_posix() for p, _ in iter_records(tmp_path / "res"))
+    assert paths == [f"smoke/digits/random/ipc{i}/convnet3/seed{s}.json" for i in (1, 2) for s in (0, 1)]
+    rec = json.loads((tmp_path / "res/smoke/digits/random/ipc1/convnet3/seed0.json").read_text())
+    assert rec["cell"] == {"profile": "smoke", "dataset": "digits", "method": "random", "variant": "", "ipc": 1,
+                           "arch": "convnet3", "seed": 0, "distill_seed": 0}
+    assert 0 <= rec["accuracy"] <= 100 and len(rec["config_hash"]) == 16
+    assert rec["protocol"]["epochs"] == 4 and rec["protocol"]["augment"] == "dsa" and rec["protocol"]["accuracy"] == "final"
+    assert rec["protocol"]["test_images"] == 500
+    assert {"ddbench", "torch", "torchvision"} <= set(rec["versions"]) and "git_revision" in rec
+    assert rec["timing"]["distill_seconds"] >= 0 and rec["timing"]["evaluate_seconds"] > 0
+
+
+def test_rerun_skips_recorded_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner.execute(runner.plan(registries(), _req(tmp_path)))
+
+    def boom(*a, **k):  # type: ignore[no-untyped-def]
+        raise AssertionError("evaluated a recorded cell")
+
+    monkeypatch.setattr("ddbench.evaluation.StandardEvaluator.evaluate", boom)
+    outcomes = runner.execute(runner.plan(registries(), _req(tmp_path)))
+    assert [o.record for o in outcomes] == [None] * 4
+
+
+def test_interrupted_sweep_keeps_finished_cells_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddbench.evaluation import StandardEvaluator
+
+    real = StandardEvaluator.evaluate
+    calls = {"n": 0}
+
+    def flaky(self, *a, **k):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(StandardEvaluator, "evaluate", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        runner.execute(runner.plan(registries(), _req(tmp_path)))
+    assert len(list(iter_records(tmp_path / "res"))) == 2
+    assert not list((tmp_path / "res").rglob("*.tmp"))
+    monkeypatch.setattr(StandardEvaluator, "evaluate", real)
+    outcomes = runner.execute(runner.plan(registries(), _req(tmp_path)))
+    assert sum(o.record is not None for o in outcomes) == 2 and len(list(iter_records(tmp_path / "res"))) == 4
+
+
+def test_changed_config_for_same_cell_is_refused(tmp_path: Path) -> None:
+    runner.execute(runner.plan(registries(), _req(tmp_path, ipcs=[1])))
+    changed = _req(tmp_path, ipcs=[1])
+    regs = registries()
+    p = runner.plan(regs, changed)
+    p.groups[0].eval_config = type(p.groups[0].eval_config)(epochs=5, test_limit=500)
+    with pytest.raises(ConfigError, match="different config"):
+        runner.execute(p)
+
+
+def test_overrides_make_a_variant(tmp_path: Path) -> None:
+    p = runner.plan(registries(), _req(tmp_path, ipcs=[1], overrides=["eval.epochs=2"]))
+    assert p.groups[0].eval_config.epochs == 2
+    assert p.cells[0].method_label == "random+eval.epochs=2"
+
+
+def test_paired_seeds_distil_one_set_per_network(tmp_path: Path) -> None:
+    p = runner.plan(registries(), _req(tmp_path, ipcs=[1], paired_seeds=True))
+    assert [(g.distill_seed, [c.seed for c in g.cells]) for g in p.groups] == [(0, [0]), (1, [1])]
+
+
+@pytest.mark.parametrize(("kw", "exc", "pattern"), [
+    ({"methods": ["nope"]}, UnknownNameError, "unknown method 'nope'"),
+    ({"datasets": ["mnits"]}, UnknownNameError, "did you mean 'mnist'"),
+    ({"archs": ["resnet19"]}, UnknownNameError, "unknown network 'resnet19'"),
+    ({"profile": "fast"}, ConfigError, "unknown profile 'fast': choose one of smoke, quick, paper"),
+    ({"ipcs": [200]}, ConfigError, "IPC 200 is more than digits's smallest class has"),
+    ({"overrides": ["eval.epochz=3"]}, ConfigError, "unknown option 'epochz'"),
+    ({"overrides": ["eval.epochs=three"]}, ConfigError, "bad value 'three' for epochs: expected int"),
+    ({"overrides": ["lr=0.1"]}, ConfigError, "unknown option 'lr' of method 'random'"),
+    ({"overrides": ["novalue"]}, ConfigError, "write it as key=value"),
+    ({"data_root": "/nonexistent/data", "datasets": ["mnist"]}, DataError, "does not exist"),
+])
+def test_bad_input_fails_before_writing(tmp_path: Path, kw, exc, pattern) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(exc, match=pattern):
+        runner.plan(registries(), _req(tmp_path, **kw))
+    assert not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("text", ["1,x", "0", "-5", "", " , "])
+def test_bad_ipc_lists(text: str) -> None:
+    with pytest.raises(ConfigError, match="IPC"):
+        runner.parse_ipcs(text)
+
+
+def test_unwritable_output_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="cannot write to output folder"):
+        runner.plan(registries(), _req(tmp_path, out=blocker / "res"))
