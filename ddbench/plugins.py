@@ -37,7 +37,11 @@ def plugin_manager(extra: Iterable[Any] = (), entry_points: bool = True) -> plug
     pm = pluggy.PluginManager("ddbench")
     pm.add_hookspecs(hookspecs)
     if entry_points:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        try:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except Exception as exc:  # a broken plugin names itself instead of a traceback
+            raise DDBenchError(f"a ddbench plugin failed to load ({type(exc).__name__}: {exc}); "
+                               f"fix or uninstall it (`ddbench plugins` lists the rest)") from None
     for plugin in extra:
         pm.register(plugin)
     try:
