@@ -227,3 +227,53 @@ def plugins() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+@main.command()
+@click.option("-m", "--method", required=True, help="method name")
+@click.option("-d", "--dataset", default="mnist", show_default=True)
+@click.option("--ipc", type=int, required=True, help="images per class to export")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="folder for distilled.pt + grid.png")
+@click.option("-p", "--profile", default="quick", show_default=True)
+@click.option("-o", "--option", "overrides", multiple=True, help="method override key=value (as in run)")
+@click.option("--seed", type=int, default=0, show_default=True, help="distillation / sampling seed")
+@click.option("--fit", is_flag=True, help="generative methods: train the generator if it is not cached yet")
+@click.option("--data-root", default=None)
+@click.option("--download/--no-download", default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--device", default=None)
+def sample(method: str, dataset: str, ipc: int, out_dir: Path, profile: str, overrides: tuple[str, ...], seed: int,
+           fit: bool, data_root: str | None, download: bool, cache_dir: Path | None, device: str | None) -> None:
+    """Export a distilled set (tensor file + PNG grid); generative methods sample their cached generator."""
+    import time
+
+    import torch
+
+    from ddbench.api import Context, GenerativeDistiller
+    from ddbench.cache import ArtifactCache
+    from ddbench.datasets import load
+    from ddbench.export import export_distilled
+    from ddbench.profiles import get_profile
+    from ddbench.runner import parse_ipcs
+
+    parse_ipcs([ipc])
+    regs = _registries()
+    cls = regs.methods.get(method)
+    spec = regs.datasets.get(dataset)
+    prof = get_profile(profile)
+    config = cfgmod.build(cls.Config, prof.name, cls.profiles, cfgmod.parse_overrides(overrides), owner=f"method {method!r}")
+    train = load(spec, "train", data_root, download)
+    cache = ArtifactCache(cache_dir)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    with _progress() as bar:
+        ctx = Context(spec, regs.networks, cache, dev, RichProgress(bar), cache.root / "checkpoints", prof.name)
+        distiller = cls(config, ctx)
+        if isinstance(distiller, GenerativeDistiller) and not fit and not cache.has(
+                distiller.artifact_kind, distiller.config_key(seed=seed)):
+            raise DDBenchError(f"no cached generator for {method} on {dataset} (profile {profile}, seed {seed}); "
+                               f"run `ddbench run` with the same options first, or add --fit to train it now")
+        t0 = time.perf_counter()
+        distilled = distiller.distill(train, ipc, seed)
+        seconds = time.perf_counter() - t0
+    paths = export_distilled(distilled, spec, out_dir)
+    console.print(f"{len(distilled)} images in {seconds:.2f} s -> " + ", ".join(str(p) for p in paths))
