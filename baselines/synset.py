@@ -1,0 +1,125 @@
+"""What DC and DM share: per-class real batches, synthetic-set initialisation, siamese DSA pairs, derived
+seeds, and the resumable image-optimisation loop (checkpoints, progress, divergence check, loss history).
+
+Randomness: every iteration ``it`` draws from its own generator seeded by ``derive_seed(seed, stream, it)``,
+so an iteration's network, real batches and augmentation depend only on (seed, iteration). A run resumed
+from a checkpoint (images + optimiser state) therefore continues exactly as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ddbench.api import Distiller, ImageSet
+from ddbench.augment import DSA
+from ddbench.checkpoint import Checkpointer
+from ddbench.config import stable_hash
+from ddbench.errors import check_finite
+
+log = logging.getLogger(__name__)
+
+
+def derive_seed(seed: int, *keys: int | str) -> int:
+    """A stable 63-bit seed for (``seed``, ``keys``): equal inputs give equal seeds on every machine."""
+    return int(stable_hash([seed, *keys]), 16) & (2**63 - 1)
+
+
+def generator(seed: int, *keys: int | str) -> torch.Generator:
+    """A CPU generator seeded by :func:`derive_seed`."""
+    return torch.Generator().manual_seed(derive_seed(seed, *keys))
+
+
+class ClassBatches:
+    """Random real batches of one class, drawn from the training split held on ``device``.
+
+    ``sample(c, n, g)`` returns ``n`` distinct random images of class ``c`` (all of them, shuffled, when the
+    class has fewer), like the reference's ``get_images(c, n)``.
+    """
+
+    def __init__(self, train: ImageSet, device: torch.device) -> None:
+        self.images = train.images.to(device)
+        self.index = train.class_indices()
+        self.num_classes = len(self.index)
+
+    def sample(self, c: int, n: int, g: torch.Generator) -> Tensor:
+        idx = self.index[c]
+        pick = idx[torch.randperm(len(idx), generator=g)[:n]]
+        return self.images[pick.to(self.images.device)]
+
+
+def init_synthetic(train: ImageSet, ipc: int, init: str, g: torch.Generator,
+                   device: torch.device) -> tuple[Tensor, Tensor]:
+    """Synthetic images (a leaf tensor that requires grad) and labels, class-major.
+
+    ``init="real"``: ``ipc`` random real images per class; ``"noise"``: standard normal pixels (normalised
+    space), as the reference's ``--init noise``.
+    """
+    classes = train.spec.num_classes
+    if init == "real":
+        images, labels = train.sample_per_class(ipc, g)
+    elif init == "noise":
+        images = torch.randn((ipc * classes, *train.images.shape[1:]), generator=g)
+        labels = torch.arange(classes).repeat_interleave(ipc)
+    else:
+        raise ValueError(f"unknown init {init!r}: choose real or noise")
+    return images.to(device).requires_grad_(True), labels.long()
+
+
+def siamese(dsa: DSA | None, real: Tensor, syn: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The same random augmentation (one shared draw) applied to a real and a synthetic batch."""
+    if dsa is None:
+        return real, syn
+    draw = dsa.sample(1, shared=True, generator=g, size=real.shape[-1])
+    return dsa.apply(real, draw), dsa.apply(syn, draw)
+
+
+def per_sample(dsa: DSA | None, x: Tensor, g: torch.Generator) -> Tensor:
+    """DSA with independent parameters per image (network training on the synthetic set)."""
+    if dsa is None:
+        return x
+    return dsa.apply(x, dsa.sample(x.shape[0], generator=g, size=x.shape[-1]))
+
+
+def optimise(distiller: Distiller, ipc: int, seed: int, images: Tensor, optimizer: torch.optim.Optimizer,
+             iterations: int, step: Callable[[int], float], every: int) -> dict[str, Any]:
+    """Run ``step(it)`` for ``it`` in ``[start, iterations)``; ``step`` updates ``images``, returns the loss.
+
+    Resumes from the distiller's checkpoint (images, optimiser state, loss history) when one exists, saves
+    one every ``every`` iterations, stops with :class:`~ddbench.errors.DivergedError` on a non-finite loss,
+    and removes the checkpoint when done. Returns ``{"loss_history": [...], "resumed_from": start}``.
+    """
+    name = distiller.name
+    ck = Checkpointer(distiller.ctx.checkpoint_dir, distiller.config_key(ipc=ipc, seed=seed), every=every)
+    history: list[float] = []
+    start = 0
+    state = ck.load()
+    if state is not None:
+        with torch.no_grad():
+            images.copy_(state["images"].to(images.device))
+        optimizer.load_state_dict(state["optimizer"])
+        history = list(state["loss_history"])
+        start = int(state["iteration"])
+        log.info("%s ipc %d seed %d: resuming at iteration %d of %d", name, ipc, seed, start, iterations)
+
+    def snapshot(done: int) -> dict[str, Any]:
+        return {"iteration": done, "images": images.detach().cpu().clone(),
+                "optimizer": optimizer.state_dict(), "loss_history": list(history)}
+
+    with distiller.ctx.progress(f"{name} ipc {ipc}", iterations) as task:
+        if start:
+            task.advance(start)
+        for it in range(start, iterations):
+            loss = step(it)
+            check_finite(loss, name, it)
+            history.append(loss)
+            ck.maybe_save(it + 1, lambda it=it: snapshot(it + 1))
+            task.advance(1, loss=loss)
+            if it % max(1, iterations // 10) == 0 or it == iterations - 1:
+                log.info("%s ipc %d iteration %d/%d loss %.4f", name, ipc, it + 1, iterations, loss)
+    ck.done()
+    return {"loss_history": history, "resumed_from": start}
