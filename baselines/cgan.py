@@ -1,0 +1,33 @@
+"""CGAN: the stage-1 conditional GAN sampled directly (the seed paper's "CGAN" row; no matching stage).
+
+Its stage-1 generator is the very artifact ``dim`` and ``gdd-global-local`` start from when their GAN fields
+match (same profile and overrides), so the three methods differ only in what happens after stage 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ddbench import Distiller, ImageSet, hookimpl
+
+from . import gan
+from .sampling import GANDistiller, generator_artifact
+
+
+class CGAN(GANDistiller):
+    name = "cgan"
+    description = "conditional GAN (DiM's ACGAN + WGAN-GP), sampled directly; generator cached across IPCs"
+    Config = gan.GANConfig
+    profiles = gan.GAN_PROFILES
+
+    def fit(self, train: ImageSet, seed: int) -> dict[str, Any]:
+        art, cached = gan.stage1(self.config, self.ctx, train, seed)
+        meta = {"stage1_key": gan.stage1_key(self.config, self.ctx.dataset.name, seed), "stage1_cached": cached,
+                "stage1_iterations": int(art["iterations"]), **{f"stage1_{k}": v for k, v in art["final_losses"].items()}}
+        return generator_artifact(art["generator"], art["arch"], meta)
+
+
+@hookimpl
+def ddbench_register_methods(register: Callable[[type[Distiller]], None]) -> None:
+    register(CGAN)
