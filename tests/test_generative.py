@@ -1,0 +1,300 @@
+"""Generative distillation (cgan, dim, gdd-global-local): caching across IPCs, the shared stage 1, the losses,
+sampling, resumable training and export. Smoke-profile GANs (width 8, a few iterations) on tiny real subsets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ddbench_baselines.gan as gan
+import ddbench_baselines.generator_matching as engine
+import pytest
+import torch
+from ddbench_baselines.dim import DiM, GlobalMatch
+from ddbench_baselines.sampling import class_major_labels
+from ddbench_gdd.loss import GlobalLocalMatch
+from PIL import Image
+
+from ddbench.api import Context, DistilledSet, GenerativeDistiller, ImageSet
+from ddbench.cache import ArtifactCache
+from ddbench.config import build
+from ddbench.datasets import load
+from ddbench.errors import ConfigError
+from ddbench.export import export_distilled
+from ddbench.plugins import Registries, registries
+from ddbench.testing import check_distilled, small_subset
+
+METHODS = ("cgan", "dim", "gdd-global-local")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """On a shared 2-core machine two OpenMP threads spin against other jobs; one thread is far faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def regs() -> Registries:
+    return registries()
+
+
+@pytest.fixture(scope="module")
+def digits_small(regs: Registries) -> ImageSet:
+    return small_subset(load(regs.datasets.get("digits"), "train"), 20)
+
+
+def make_ctx(regs: Registries, dataset: str, tmp: Path) -> Context:
+    return Context(regs.datasets.get(dataset), regs.networks, ArtifactCache(tmp / "cache"),
+                   checkpoint_dir=tmp / "checkpoints", profile="smoke")
+
+
+def make(regs: Registries, name: str, ctx: Context, **overrides: Any) -> GenerativeDistiller:
+    cls = regs.methods.get(name)
+    return cls(build(cls.Config, "smoke", cls.profiles, overrides, owner=name), ctx)
+
+
+def forbid_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("training ran although its result was cached")
+
+    monkeypatch.setattr(gan, "train_stage1", boom)
+    monkeypatch.setattr(engine, "finetune", boom)
+
+
+# --------------------------------------------------------------------------------------------- caching
+@pytest.mark.parametrize("name", METHODS)
+def test_second_ipc_reuses_cached_generator(name: str, regs: Registries, mnist_train_small: ImageSet,
+                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = make_ctx(regs, "mnist", tmp_path)
+    method = make(regs, name, ctx)
+    first = method.distill(mnist_train_small, 1, seed=0)
+    check_distilled(first, ctx.dataset, 1)
+    assert first.meta["generator_cached"] is False
+    assert not list((tmp_path / "checkpoints").glob("*.pt")), "resumable checkpoints outlived the cached result"
+    forbid_training(monkeypatch)
+    second = make(regs, name, ctx).distill(mnist_train_small, 3, seed=0)
+    check_distilled(second, ctx.dataset, 3)
+    assert second.meta["generator_cached"] is True
+    assert second.labels.tolist() == class_major_labels(10, 3).tolist()
+
+
+def test_stage1_is_shared_by_all_generative_methods(regs: Registries, digits_small: ImageSet, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = make_ctx(regs, "digits", tmp_path)
+    cgan_set = make(regs, "cgan", ctx).distill(digits_small, 1, seed=0)
+    assert cgan_set.meta["generator"]["stage1_cached"] is False
+    monkeypatch.setattr(gan, "train_stage1", lambda *a, **k: pytest.fail("stage 1 trained twice"))
+    for name in ("dim", "gdd-global-local"):
+        out = make(regs, name, ctx, pool="convnet3").distill(digits_small, 1, seed=0)
+        assert out.meta["generator"]["stage1_cached"] is True
+        assert out.meta["generator"]["stage1_key"] == cgan_set.meta["generator"]["stage1_key"]
+        assert out.meta["generator"]["match_steps"] == 2
+
+
+def test_stage1_key_depends_only_on_gan_fields_dataset_and_seed() -> None:
+    cfg = engine.MatchConfig()
+    key = gan.stage1_key(cfg, "mnist", 0)
+    assert gan.stage1_key(engine.MatchConfig(match_lr=1.0, pool=("resnet18",), gan_checkpoint_every=7),
+                          "mnist", 0) == key
+    assert gan.stage1_key(gan.GANConfig(), "mnist", 0) == key
+    assert gan.stage1_key(engine.MatchConfig(gan_width=64), "mnist", 0) != key
+    assert gan.stage1_key(cfg, "mnist", 1) != key
+    assert gan.stage1_key(cfg, "cifar10", 0) != key
+
+
+# --------------------------------------------------------------------------------------------- losses
+@pytest.fixture(scope="module")
+def features(regs: Registries) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    ctx = Context(regs.datasets.get("mnist"), regs.networks, ArtifactCache("/nonexistent"))
+    net = ctx.build_network("resnet10", seed=0)
+    g = torch.Generator().manual_seed(0)
+    real, syn = torch.randn(8, 1, 32, 32, generator=g), torch.randn(8, 1, 32, 32, generator=g)
+    with torch.no_grad():
+        return net.features(real, ("logits", "block2")), net.features(syn, ("logits", "block2"))
+
+
+def test_gdd_with_zero_local_weight_is_exactly_dims_loss(regs: Registries, features: Any, tmp_path: Path) -> None:
+    real, syn = features
+    ctx = make_ctx(regs, "mnist", tmp_path)
+    dim_loss, _ = make(regs, "dim", ctx).matching_loss()(real, syn)  # type: ignore[attr-defined]
+    gdd0, parts = make(regs, "gdd-global-local", ctx, w_l=0).matching_loss()(real, syn)  # type: ignore[attr-defined]
+    assert torch.equal(gdd0, dim_loss) and "local" not in parts
+    gdd, parts = make(regs, "gdd-global-local", ctx).matching_loss()(real, syn)  # type: ignore[attr-defined]
+    assert not torch.equal(gdd, dim_loss)
+    local = ((real["block2"] - syn["block2"]) ** 2).mean()
+    torch.testing.assert_close(gdd, dim_loss + 0.001 * local)
+    assert parts["local"] == pytest.approx(float(local))
+
+
+def test_loss_terms_scale_with_their_weights(features: Any) -> None:
+    real, syn = features
+    g1, parts1 = GlobalMatch(0.01)(real, syn)
+    g10, _ = GlobalMatch(0.1)(real, syn)
+    torch.testing.assert_close(g10, 10 * g1)
+    expected = ((torch.log_softmax(real["logits"], 1) - torch.log_softmax(syn["logits"], 1)) ** 2).mean()
+    torch.testing.assert_close(g1, 0.01 * expected)
+    assert parts1["global"] == pytest.approx(float(expected))
+    l1, _ = GlobalLocalMatch(GlobalMatch(0.0), 0.001)(real, syn)
+    l2, _ = GlobalLocalMatch(GlobalMatch(0.0), 0.002)(real, syn)
+    torch.testing.assert_close(l2, 2 * l1)
+    assert float(l1) > 0
+    # the paper's literal Eq. 6: raw logits, summed
+    raw, _ = GlobalMatch(1.0, "logits", "sum")(real, syn)
+    torch.testing.assert_close(raw, ((real["logits"] - syn["logits"]) ** 2).sum())
+
+
+def test_gdd_without_local_term_reproduces_dim_end_to_end(regs: Registries, digits_small: ImageSet,
+                                                           tmp_path: Path) -> None:
+    """Same engine, same seeds, w_l = 0 and DiM's pool/refresh/pre-training: the same fine-tuned generator."""
+    ctx = make_ctx(regs, "digits", tmp_path)
+    dim = make(regs, "dim", ctx)
+    gdd = make(regs, "gdd-global-local", ctx, w_l=0, pool="convnet3", net_refresh="epoch", pretrain_steps=1)
+    a, b = dim.fit(digits_small, seed=0), gdd.fit(digits_small, seed=0)
+    for k, v in a["generator"].items():
+        assert torch.equal(v, b["generator"][k]), k
+
+
+def test_pool_layer_errors_come_before_training(regs: Registries, digits_small: ImageSet, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    forbid_training(monkeypatch)
+    ctx = make_ctx(regs, "digits", tmp_path)
+    with pytest.raises(ConfigError, match="no feature 'block4'"):
+        make(regs, "gdd-global-local", ctx, local_layer="block4").fit(digits_small, seed=0)  # convnet3 has 3
+
+
+# --------------------------------------------------------------------------------------------- sampling
+def test_sampler_draws_fresh_labelled_images(regs: Registries, digits_small: ImageSet, tmp_path: Path) -> None:
+    ctx = make_ctx(regs, "digits", tmp_path)
+    method = make(regs, "cgan", ctx)
+    out = method.distill(digits_small, 2, seed=0)
+    assert out.sampler is not None
+    labels = torch.tensor([3, 3, 7, 0, 9])
+    a = out.sampler(labels, torch.Generator().manual_seed(1))
+    b = out.sampler(labels, torch.Generator().manual_seed(2))
+    again = out.sampler(labels, torch.Generator().manual_seed(1))
+    assert a.shape == (5, 1, 32, 32) and a.dtype == torch.float32 and torch.isfinite(a).all()
+    assert not torch.equal(a, b) and torch.equal(a, again)
+    other = out.sampler(torch.tensor([4, 4, 4, 4, 4]), torch.Generator().manual_seed(1))
+    assert not torch.equal(a, other)  # the label conditions the image
+    fixed = method.distill(digits_small, 2, seed=0)
+    assert torch.equal(fixed.images, out.images)
+    assert not torch.equal(method.distill(digits_small, 2, seed=1).images, out.images)
+
+
+def test_on_the_fly_evaluation_uses_the_sampler(regs: Registries, digits_small: ImageSet, tmp_path: Path) -> None:
+    ctx = make_ctx(regs, "digits", tmp_path)
+    out = make(regs, "cgan", ctx).distill(digits_small, 1, seed=0)
+    drawn: list[torch.Tensor] = []
+
+    def spy(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        drawn.append(labels)
+        assert out.sampler is not None
+        return out.sampler(labels, generator)
+
+    cls = regs.evaluators.get("standard")
+    evaluator = cls(build(cls.Config, "smoke", cls.profiles, {"epochs": 1, "mode": "on-the-fly", "test_limit": 50}),
+                    ctx)
+    test = load(ctx.dataset, "test")
+    result = evaluator.evaluate(DistilledSet(out.images, out.labels, sampler=spy), test, "convnet3", seed=0)
+    assert 0 <= result.accuracy <= 100 and len(drawn) == 2  # E + 1 passes, one batch each
+
+
+def test_pixel_map_round_trip_and_range(regs: Registries) -> None:
+    spec = regs.datasets.get("cifar10")
+    pm = gan.PixelMap(spec)
+    g = torch.rand(4, 3, 32, 32) * 2 - 1
+    torch.testing.assert_close(pm.to_tanh(pm.to_normalised(g)), g)
+    lo = pm.to_normalised(-torch.ones(1, 3, 1, 1)).flatten()
+    torch.testing.assert_close(lo, torch.tensor([-m / s for m, s in zip(spec.mean, spec.std, strict=True)]))
+    check_distilled(DistilledSet(pm.to_normalised(torch.ones(10, 3, 32, 32)), torch.arange(10)), spec, 1)
+
+
+# --------------------------------------------------------------------------------------------- resume
+def test_stage1_resumes_from_its_checkpoint(regs: Registries, digits_small: ImageSet, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = gan.GANConfig(gan_width=8, gan_batch=16, gan_max_iters=4, gan_checkpoint_every=2)
+    reference = gan.train_stage1(cfg, make_ctx(regs, "digits", tmp_path / "a"), digits_small, 0, "k")
+    ctx = make_ctx(regs, "digits", tmp_path / "b")
+    real_step, calls = gan.stage1_step, []
+
+    def crash_at_third(*args: Any) -> dict[str, float]:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_step(*args)
+
+    monkeypatch.setattr(gan, "stage1_step", crash_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        gan.train_stage1(cfg, ctx, digits_small, 0, "k")
+    assert (tmp_path / "b" / "checkpoints" / "gan-stage1-k.pt").is_file()
+    calls.clear()
+    resumed = gan.train_stage1(cfg, ctx, digits_small, 0, "k")
+    assert len(calls) == 2  # iterations 3 and 4 only
+    for part in ("generator", "discriminator"):
+        for k, v in reference[part].items():
+            assert torch.equal(v, resumed[part][k]), (part, k)
+
+
+def test_matching_resumes_from_its_checkpoint(regs: Registries, digits_small: ImageSet, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """DiM's per-epoch network with pre-training: the network and its optimiser are restored too."""
+    ctx_a, ctx_b = make_ctx(regs, "digits", tmp_path / "a"), make_ctx(regs, "digits", tmp_path / "b")
+    overrides = {"match_max_iters": 4, "match_checkpoint_every": 2}
+    dim_a = make(regs, "dim", ctx_a, **overrides)
+    art = gan.stage1(dim_a.config, ctx_a, digits_small, 0)[0]
+    loss = dim_a.matching_loss()  # type: ignore[attr-defined]
+    reference, _ = engine.finetune(dim_a.config, ctx_a, digits_small, 0, loss, art, "k", "dim")
+    real_step, calls = engine.Matcher.step, []
+
+    def crash_at_third(self: engine.Matcher, it: int) -> dict[str, float]:
+        calls.append(it)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_step(self, it)
+
+    monkeypatch.setattr(engine.Matcher, "step", crash_at_third)
+    cfg_b = make(regs, "dim", ctx_b, **overrides).config
+    with pytest.raises(KeyboardInterrupt):
+        engine.finetune(cfg_b, ctx_b, digits_small, 0, loss, art, "k", "dim")
+    calls.clear()
+    resumed, notes = engine.finetune(cfg_b, ctx_b, digits_small, 0, loss, art, "k", "dim")
+    assert calls == [2, 3] and notes["match_resumed_at"] == 2
+    for k, v in reference.items():
+        assert torch.equal(v, resumed[k]), k
+
+
+# --------------------------------------------------------------------------------------------- config, export
+def test_paper_defaults_and_profiles(regs: Registries) -> None:
+    dim = build(DiM.Config, "paper", DiM.profiles)
+    assert (dim.gan_width, dim.gan_epochs, dim.gan_batch, dim.gan_lr) == (196, 150, 128, 1e-4)
+    assert (dim.match_epochs, dim.match_batch, dim.match_lr, dim.w_g) == (100, 64, 5e-6, 0.01)
+    assert (dim.pool, dim.global_output, dim.reduction, dim.pretrain_steps) == (("convnet3",), "log-softmax",
+                                                                                 "mean", 16)
+    cls = regs.methods.get("gdd-global-local")
+    gdd = build(cls.Config, "paper", cls.profiles, {"pool": "convnet3,resnet18"})
+    assert (gdd.w_g, gdd.w_l, gdd.local_layer, gdd.pretrain_steps, gdd.net_refresh) == (0.01, 0.001, "block2", 0,
+                                                                                         "step")
+    assert gdd.pool == ("convnet3", "resnet18")
+    for name in METHODS:  # equal GAN fields per profile: one stage-1 artifact serves all three
+        c = regs.methods.get(name)
+        assert {p: gan.gan_fields(build(c.Config, p, c.profiles)) for p in ("smoke", "quick", "paper")} == {
+            p: gan.gan_fields(build(gan.GANConfig, p, gan.GAN_PROFILES)) for p in ("smoke", "quick", "paper")}
+
+
+def test_export_writes_tensors_and_a_class_grid(regs: Registries, tmp_path: Path) -> None:
+    spec = regs.datasets.get("cifar10")
+    images = torch.randn(10 * 3, 3, 32, 32)
+    labels = class_major_labels(10, 3)
+    meta = {"note": 1, "generator": {"stage1_cached": True}, "odd": Path("x")}
+    paths = export_distilled(DistilledSet(images, labels, meta=meta), spec, tmp_path / "out")
+    assert [p.name for p in paths] == ["distilled.pt", "grid.png"]
+    saved = torch.load(paths[0], weights_only=True)
+    assert torch.equal(saved["images"], images) and torch.equal(saved["labels"], labels)
+    assert saved["meta"] == {"note": 1, "generator": {"stage1_cached": True}, "odd": "x"}
+    assert saved["dataset"]["name"] == "cifar10"
+    with Image.open(paths[1]) as im:
+        assert im.size == (3 * 33 + 1, 10 * 33 + 1)  # 3 columns, one row per class, 1-pixel padding
