@@ -73,7 +73,8 @@ GAN_FIELDS = tuple(f.name for f in dataclasses.fields(GANConfig))
 NOT_IN_KEY = frozenset({"gan_checkpoint_every"})
 
 # Budgets by profile, shared by every generative method so that their stage-1 artifacts coincide.
-# quick: a 32-wide GAN for 1500 iterations of batch 64 (about 1.6 epochs of MNIST), ~20-25 min on 2 CPU cores.
+# quick: a 32-wide GAN for 1500 iterations of batch 64 (1.6 epochs of MNIST): 0.7-1.2 s per iteration on a
+# shared 2-core CPU with one torch thread, i.e. ~20-30 min (benchmarks/bench_generative.py).
 # smoke: an 8-wide GAN for 2 iterations of batch 16 (seconds).
 GAN_PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"gan_width": 32, "gan_batch": 64, "gan_max_iters": 1500, "gan_checkpoint_every": 100},
