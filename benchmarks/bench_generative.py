@@ -36,6 +36,11 @@ from ddbench.plugins import registries
 
 
 def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="ddbench-bench-gen-") as tmp:
+        run(Path(tmp))
+
+
+def run(tmp: Path) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gan-iters", type=int, default=10, help="stage-1 iterations to time")
     ap.add_argument("--width", type=int, default=32, help="GAN width for the timed stage 1 (paper: 196)")
@@ -52,7 +57,6 @@ def main() -> None:
     except DataError:
         spec = regs.datasets.get("digits")
         train = load(spec, "train")
-    tmp = Path(tempfile.mkdtemp(prefix="ddbench-bench-gen-"))
     ctx = Context(spec, regs.networks, ArtifactCache(tmp / "cache"), checkpoint_dir=tmp / "ck")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device cpu, dataset {spec.name} "
           f"({len(train)} training images)")
