@@ -370,7 +370,7 @@ def stage1(cfg: Any, ctx: Context, train: ImageSet, seed: int) -> tuple[dict[str
     Returns (artifact, was_cached). The artifact holds generator, discriminator and both optimiser states
     (DiM's matching stage starts from all four), the architecture and the iteration count.
     """
-    key = stage1_key(cfg, ctx.dataset.name, seed)
+    key = stage1_key(cfg, ctx.data_id, seed)
     artifact = ctx.cache.load(STAGE1_KIND, key)
     if artifact is not None:
         log.info("stage-1 GAN %s found in the cache", key)

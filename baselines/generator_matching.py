@@ -277,6 +277,6 @@ class MatchingDistiller(GANDistiller):
         self.check_pool(loss)
         art, cached = gan.stage1(self.config, self.ctx, train, seed)
         state, notes = finetune(self.config, self.ctx, train, seed, loss, art, self.config_key(seed=seed), self.name)
-        meta = {"stage1_key": gan.stage1_key(self.config, self.ctx.dataset.name, seed), "stage1_cached": cached,
+        meta = {"stage1_key": gan.stage1_key(self.config, self.ctx.data_id, seed), "stage1_cached": cached,
                 "stage1_iterations": int(art["iterations"]), **notes}
         return generator_artifact(state, art["arch"], meta)

@@ -3,6 +3,7 @@ and the values that flow between them (:class:`ImageSet`, :class:`DistilledSet`,
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -75,6 +76,13 @@ class ImageSet:
     def subset(self, index: Tensor) -> ImageSet:
         return ImageSet(self.images[index], self.labels[index], self.spec)
 
+    def fingerprint(self) -> str:
+        """Identifies this split's content (size, every label, a spread-out sample of images) for cache keys."""
+        h = hashlib.sha256(str(tuple(self.images.shape)).encode())
+        h.update(self.labels.cpu().numpy().tobytes())
+        h.update(self.images[:: max(1, len(self) // 256)].cpu().numpy().tobytes())
+        return f"{len(self)}-{h.hexdigest()[:16]}"
+
     def sample_per_class(self, ipc: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """``ipc`` distinct random real images of every class (class-major order) and their labels."""
         picks = []
@@ -121,6 +129,11 @@ class Context:
     progress: Progress = null_progress
     checkpoint_dir: Path | None = None
     profile: str = "paper"
+    data_id: str = ""  # identifies the training split in cache keys; the runner sets "<dataset>:<fingerprint>"
+
+    def __post_init__(self) -> None:
+        if not self.data_id:
+            self.data_id = self.dataset.name
 
     def build_network(self, name: str, seed: int | None = None) -> FeatureNet:
         """A freshly initialised network for this dataset, seeded when ``seed`` is given."""
@@ -163,7 +176,7 @@ class Distiller(ABC):
 
     def config_key(self, **extra: Any) -> str:
         """Hash of (method, dataset, config, extra): the cache key of anything this config produces."""
-        return stable_hash({"method": self.name, "dataset": self.ctx.dataset.name, "config": as_dict(self.config),
+        return stable_hash({"method": self.name, "dataset": self.ctx.data_id, "config": as_dict(self.config),
                             **extra})
 
 

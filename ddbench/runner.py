@@ -287,7 +287,8 @@ def execute(plan_: Plan, progress: Progress = null_progress,
         train = load(spec, "train", req.data_root, req.download)
         test = load(spec, "test", req.data_root, req.download)
         ctx = Context(spec, plan_.regs.networks, cache, device, progress,
-                      checkpoint_dir=cache.root / "checkpoints", profile=req.profile)
+                      checkpoint_dir=cache.root / "checkpoints", profile=req.profile,
+                      data_id=f"{spec.name}:{train.fingerprint()}")
         for group in groups:
             outcomes += run_cell_group(group, plan_, ctx, train, test, on_done)
     return outcomes

@@ -118,3 +118,24 @@ def test_unwritable_output_folder(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(ConfigError, match="cannot write to output folder"):
         runner.plan(registries(), _req(tmp_path, out=blocker / "res"))
+
+
+def test_cache_keys_depend_on_the_training_data(tmp_path: Path) -> None:
+    """A generator or distilled set made from a subset must never be served for the full split."""
+    from ddbench.api import Context
+    from ddbench.cache import ArtifactCache
+    from ddbench.datasets import load
+    from ddbench.testing import small_subset
+
+    regs = registries()
+    spec = regs.datasets.get("digits")
+    full = load(spec, "train")
+    part = small_subset(full, 5)
+    assert full.fingerprint() != part.fingerprint() and full.fingerprint() == load(spec, "train").fingerprint()
+    cls = regs.methods.get("random")
+    keys = {Context(spec, regs.networks, ArtifactCache(tmp_path), data_id=f"digits:{d.fingerprint()}").data_id
+            for d in (full, part)}
+    assert len(keys) == 2
+    a, b = (cls(cls.Config(), Context(spec, regs.networks, ArtifactCache(tmp_path), data_id=k)).config_key(ipc=1)
+            for k in sorted(keys))
+    assert a != b
