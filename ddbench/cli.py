@@ -142,14 +142,11 @@ def run(methods: str, datasets: str, ipc: str, archs: str, profile: str, seeds: 
 
 
 def _print_table(table: Any, fmt: str, output: Path | None = None) -> None:
-    if fmt == "rich":
-        rt = RichTable(title=table.title, caption="\n".join(table.notes), caption_justify="left")
-        rt.add_column("Method", style="bold")
-        for col in table.columns:
-            rt.add_column(col, justify="right")
-        for name, cells in table.rows:
-            rt.add_row(name, *cells)
-        out.print(rt)
+    from ddbench.tables import FORMATS, check_choice
+
+    check_choice(fmt, FORMATS, "table format")
+    if fmt == "rich" and output is None:
+        out.print(table.to_rich())
         return
     text = table.render(fmt)
     if output is not None:
@@ -159,24 +156,40 @@ def _print_table(table: Any, fmt: str, output: Path | None = None) -> None:
         click.echo(text, nl=False)
 
 
-@main.command()
-@click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
-@click.option("--layout", type=click.Choice(["datasets", "archs"]), default="datasets", show_default=True,
-              help="datasets: methods x dataset/IPC (Table 1); archs: methods x architecture (Table 2)")
-@click.option("--format", "fmt", type=click.Choice(["rich", "markdown", "latex", "csv"]), default="rich",
-              show_default=True)
-@click.option("--arch", default="convnet3", show_default=True, help="architecture for the datasets layout")
-@click.option("--dataset", default=None, help="dataset for the archs layout")
-@click.option("--ipc", type=int, default=None, help="IPC for the archs layout")
-@click.option("--output", type=click.Path(path_type=Path), default=None, help="write to a file instead of stdout")
-def table(results: Path, layout: str, fmt: str, arch: str, dataset: str | None, ipc: int | None,
-          output: Path | None) -> None:
-    """Rebuild a table (mean ± std, n) from the records under RESULTS."""
-    from ddbench.tables import build_table, load_frame
-
+def _results_dir(results: Path) -> Path:
     if not results.is_dir():
         raise DDBenchError(f"results folder {results} does not exist; pass the --out folder of `ddbench run`")
-    _print_table(build_table(load_frame(results), layout, arch=arch, dataset=dataset, ipc=ipc), fmt, output)  # type: ignore[arg-type]
+    return results
+
+
+@main.command()
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+@click.option("--layout", default="datasets", show_default=True,
+              help="datasets: methods x dataset/IPC (Table 1); archs: methods x architecture (Table 2); "
+                   "ablation: the values of --key x dataset/IPC")
+@click.option("--format", "fmt", default="rich", show_default=True, help="rich, markdown, latex (booktabs), csv or html")
+@click.option("--arch", default=None, help="architecture for the datasets layout (default convnet3); ablation: filter")
+@click.option("--dataset", default=None, help="dataset for the archs layout; ablation: filter")
+@click.option("--ipc", type=int, default=None, help="IPC for the archs layout; ablation: filter")
+@click.option("-m", "--method", default=None, help="only this method (NAME or NAME+variant); ablation: the method")
+@click.option("--key", default=None, help="ablation layout: the -o option whose values are the rows (e.g. w_l)")
+@click.option("--improvement", is_flag=True, help="add Δ = mean minus the random row's mean (same column, protocol)")
+@click.option("--reference", default=None,
+              help="add published numbers in their own '(paper)' rows: paper = Li et al., Table 1 / Table 2")
+@click.option("--reference-rows", default="measured", show_default=True,
+              help="measured: published rows for the measured methods; all: every published method")
+@click.option("--output", type=click.Path(path_type=Path), default=None, help="write to a file instead of stdout")
+def table(results: Path, layout: str, fmt: str, arch: str | None, dataset: str | None, ipc: int | None,
+          method: str | None, key: str | None, improvement: bool, reference: str | None, reference_rows: str,
+          output: Path | None) -> None:
+    """Rebuild a table (mean ± std, n; best per column in bold) from the records under RESULTS."""
+    from ddbench.tables import FORMATS, build_table, check_choice, load_frame
+
+    check_choice(fmt, FORMATS, "table format")
+    t = build_table(load_frame(_results_dir(results)), layout, arch=arch, dataset=dataset, ipc=ipc,
+                    improvement=improvement, reference=reference, reference_rows=reference_rows, key=key,
+                    method=method)
+    _print_table(t, fmt, output)
 
 
 @main.command(name="list")

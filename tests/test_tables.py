@@ -1,17 +1,25 @@
-"""Tables rebuilt from records (made by a tiny real run): both layouts, every format, stated std."""
+"""Tables rebuilt from records (made by a tiny real run): both layouts, every format, stated std, best in bold,
+improvement over random, the paper's published numbers in their own rows; a cross-architecture sweep distils
+once."""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
 
-from ddbench import runner
+from ddbench import DistilledSet, Distiller, hookimpl, runner
 from ddbench.errors import ConfigError
 from ddbench.plugins import registries
-from ddbench.tables import build_table, load_frame
+from ddbench.reference import get_reference
+from ddbench.tables import FORMATS, build_table, load_frame
+
+PAPER_TEXT = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper-generative-dd-global-local.txt"
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +40,7 @@ def test_datasets_layout_matches_records(results: Path) -> None:
     df = load_frame(results)
     t = build_table(df, "datasets", arch="convnet3")
     assert t.columns == ["digits IPC 1", "digits IPC 2"]
-    (name, cells), = t.rows
+    (name, cells), = t.text_rows()
     sel = df[(df.arch == "convnet3") & (df.ipc == 1)]["accuracy"]
     assert name == "random" and cells[0] == f"{sel.mean():.1f} ± {sel.std(ddof=1):.1f} (n=2)"
     assert "sample std (ddof=1)" in t.notes[0] and "one distilled set" in t.notes[0]
@@ -41,7 +49,7 @@ def test_datasets_layout_matches_records(results: Path) -> None:
 
 def test_archs_layout(results: Path) -> None:
     t = build_table(load_frame(results), "archs", dataset="digits", ipc=2)
-    assert t.columns == ["convnet3", "convnet3-bn"] and all("(n=2)" in c for c in t.rows[0][1])
+    assert t.columns == ["convnet3", "convnet3-bn"] and all("(n=2)" in c for c in t.text_rows()[0][1])
     with pytest.raises(ConfigError, match="needs one dataset and IPC"):
         build_table(load_frame(results), "archs")
 
@@ -62,3 +70,172 @@ def test_formats(results: Path, fmt: str) -> None:
 def test_empty_results(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no records found"):
         build_table(load_frame(tmp_path), "datasets")
+
+
+# ------------------------------------------------------------------------------------------------ issue 5
+def _as_method(df: pd.DataFrame, method: str, shift: dict[int, float]) -> pd.DataFrame:
+    """The real records relabelled as another method, accuracy shifted per IPC (tables are pure functions of
+    the frame, so this tests several rows without more training)."""
+    out = df.copy()
+    out["method"] = method
+    out["base_method"] = method
+    out["accuracy"] = out["accuracy"] + out["ipc"].map(shift)
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_methods(results: Path) -> pd.DataFrame:
+    df = load_frame(results)
+    return pd.concat([df, _as_method(df, "dm", {1: -10.0, 2: 5.0})], ignore_index=True)
+
+
+def test_best_per_column_is_bold_in_every_format(two_methods: pd.DataFrame) -> None:
+    t = build_table(two_methods, "datasets")
+    assert [r.label for r in t.rows] == ["random", "dm"]  # the paper's row order
+    rnd, dm = t.row("random"), t.row("dm")
+    assert (rnd.cells[0].best, dm.cells[0].best, rnd.cells[1].best, dm.cells[1].best) == (True, False, False, True)
+    best1, best2 = rnd.cells[0].value_text(), dm.cells[1].value_text()
+    md = t.render("markdown")
+    assert f"| random | **{best1}** (n=2) | {rnd.cells[1].value_text()} (n=2) |" in md
+    assert f"| dm | {dm.cells[0].value_text()} (n=2) | **{best2}** (n=2) |" in md
+    tex = t.render("latex")
+    assert r"\textbf{" + best1.replace("±", r"$\pm$") + "}" in tex and tex.count(r"\textbf") == 2
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    page = t.render("html")
+    assert f"<b>{best1}</b>" in page and f"<b>{best2}</b>" in page and page.count("<b>") == 2
+    assert "**" not in t.render("csv") and "best measured mean per column" in " ".join(t.notes)
+    rich = t.to_rich()
+    cell = rich.columns[1]._cells[0]  # random, digits IPC 1
+    assert cell.plain.startswith(best1) and any(str(sp.style) == "bold" for sp in cell.spans)
+    assert best1 in t.render("rich")
+
+
+def test_improvement_over_random(two_methods: pd.DataFrame) -> None:
+    t = build_table(two_methods, "datasets", improvement=True)
+    assert [c.delta for c in t.row("random").cells] == [None, None]
+    assert [round(c.delta, 6) for c in t.row("dm").cells] == [-10.0, 5.0]
+    assert "(n=2, Δ=-10.0)" in t.row("dm").cells[0].text() and "(n=2, Δ=+5.0)" in t.render("markdown")
+    assert any("mean minus the random row's mean" in n for n in t.notes)
+    assert r"$\Delta$=+5.0" in t.render("latex")
+    plain = build_table(two_methods, "datasets")
+    assert "Δ" not in plain.render("markdown")
+
+
+def test_reference_rows_show_the_papers_table1(results: Path) -> None:
+    df = load_frame(results)
+    df["dataset"], df["ipc"] = "mnist", df["ipc"].map({1: 1, 2: 10})
+    t = build_table(df, "datasets", reference="paper")
+    assert [r.label for r in t.rows] == ["random", "random (paper)"]
+    paper = t.row("random (paper)")
+    assert paper.reference and [c.text() for c in paper.cells] == ["64.9 ± 3.5", "95.1 ± 0.9"]
+    assert not any(c.best for c in paper.cells) and all(c.best for c in t.row("random").cells)
+    source = next(n for n in t.notes if n.startswith("rows marked (paper)"))
+    assert "Generative Dataset Distillation: Balancing Global Structure and Local Details" in source
+    assert "Table 1" in source and "not measured here" in source
+    assert "| random (paper) | *64.9 ± 3.5* | *95.1 ± 0.9* |" in t.render("markdown")
+    assert r"\textit{random (paper)} & \textit{64.9 $\pm$ 3.5}" in t.render("latex")
+    assert '<tr class="paper"><th scope="row">random (paper)</th><td><i>64.9 ± 3.5</i></td>' in t.render("html")
+    rows = list(csv.reader(io.StringIO(t.render("csv"))))
+    assert rows[0][-1] == "source" and rows[2] == ["random (paper)", "64.9 ± 3.5", "95.1 ± 0.9", "published"]
+    everything = build_table(df, "datasets", reference="paper", reference_rows="all")
+    labels = [r.label for r in everything.rows]
+    assert labels[:2] == ["random", "random (paper)"] and "kip (paper)" in labels and "dc" not in labels
+    assert [c.text() for c in everything.row("gdd-global-local (paper)").cells] == ["97.3 ± 0.3", "98.8 ± 0.2"]
+    assert [c.text() for c in everything.row("whole-dataset (paper)").cells] == ["99.6 ± 0.0", "99.6 ± 0.0"]
+    assert any("Ours = gdd-global-local" in n for n in everything.notes)
+
+
+def test_reference_rows_show_the_papers_table2(results: Path) -> None:
+    df = load_frame(results)
+    df = df[df["ipc"] == 1].assign(dataset="cifar10", ipc=10, method="dim", base_method="dim")
+    df["arch"] = df["arch"].map({"convnet3": "convnet3", "convnet3-bn": "resnet18"})
+    t = build_table(df, "archs", reference="paper")
+    assert t.columns == ["convnet3", "resnet18"] and [r.label for r in t.rows] == ["dim", "dim (paper)"]
+    assert [c.text() for c in t.row("dim (paper)").cells] == ["66.2 ± 0.5", "69.2 ± 0.3"]
+    assert any("Table 2" in n and "cross-architecture, CIFAR-10, IPC 10" in n for n in t.notes)
+    no_paper = build_table(load_frame(results), "archs", dataset="digits", ipc=1, reference="paper")
+    assert not any(r.reference for r in no_paper.rows) and any("has no numbers" in n for n in no_paper.notes)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"reference": "papr"}, "unknown reference 'papr': choose one of paper"),
+    ({"layout": "grid"}, "unknown layout 'grid'"),
+    ({"reference": "paper", "reference_rows": "some"}, "unknown reference rows 'some'"),
+    ({"layout": "ablation"}, "the ablation layout needs --key"),
+    ({"arch": "vgg11"}, "no records for arch 'vgg11'"),
+])
+def test_bad_table_options(results: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_table(load_frame(results), **kwargs)
+    with pytest.raises(ConfigError, match="unknown table format 'xml'"):
+        build_table(load_frame(results)).render("xml")
+
+
+def test_every_format_renders(results: Path) -> None:
+    t = build_table(load_frame(results), "datasets", improvement=True, reference="paper")
+    for fmt in FORMATS:
+        assert "digits IPC 1" in t.render(fmt)
+
+
+@pytest.mark.skipif(not PAPER_TEXT.is_file(), reason="the paper's text is not beside the checkout")
+def test_reference_numbers_match_the_paper_text() -> None:
+    """Every published number in ddbench.reference, checked against the paper's text (Table 1 and 2)."""
+    ref = get_reference("paper")
+    lines = PAPER_TEXT.read_text().replace("\xa0", " ").splitlines()
+    names = {v: k for k, v in ref.paper_names.items()}
+
+    def values(line: str) -> list[tuple[float, float]]:
+        return [(float(a), float(b)) for a, b in re.findall(r"(\d+\.\d)±plus-or-minus\\pm±(\d+\.\d)", line)]
+
+    def method(line: str) -> str:
+        return names[re.split(r" \[| \d", line)[0]]
+
+    start1 = next(i for i, x in enumerate(lines) if x.startswith("Table 1:"))
+    start2 = next(i for i, x in enumerate(lines) if x.startswith("Table 2:"))
+    t1, t2 = ref.tables["datasets"], ref.tables["archs"]
+    checked = 0
+    for line in lines[start1 + 3: start1 + 19]:
+        m = method(line)
+        cols = [(d, 1) for d in ("mnist", "fashion-mnist", "cifar10")] if m == "whole-dataset" else [
+            (d, i) for d in ("mnist", "fashion-mnist", "cifar10") for i in (1, 10, 50)]
+        got = [t1.get(m, d, i, "convnet3") for d, i in cols]
+        assert [(p.mean, p.std) for p in got if p] == values(line), line
+        checked += 1
+    for line in lines[start2 + 2: start2 + 8]:
+        m = method(line)
+        got = [t2.get(m, "cifar10", 10, a) for a in ("convnet3", "resnet18", "alexnet", "vgg11")]
+        assert [(p.mean, p.std) for p in got if p] == values(line), line
+        checked += 1
+    assert checked == 22
+
+
+class Counting(Distiller):
+    """Random real images, counting its distillations."""
+
+    name = "counting"
+    calls: list[tuple[int, int]] = []
+
+    def distill(self, train, ipc, seed):  # type: ignore[no-untyped-def]
+        Counting.calls.append((ipc, seed))
+        images, labels = train.sample_per_class(ipc, torch.Generator().manual_seed(seed))
+        return DistilledSet(images, labels)
+
+
+class CountingPlugin:
+    @hookimpl
+    def ddbench_register_methods(self, register):  # type: ignore[no-untyped-def]
+        register(Counting)
+
+
+def test_cross_architecture_sweep_distils_once(tmp_path: Path) -> None:
+    Counting.calls.clear()
+    archs = ["convnet3", "convnet3-bn"]
+    req = runner.Request(methods=["counting"], datasets=["digits"], ipcs=[1], archs=archs, profile="smoke", seeds=[0],
+                         overrides=["eval.epochs=1"], out=tmp_path / "res", cache_dir=tmp_path / "cache")
+    the_plan = runner.plan(registries(extra=[CountingPlugin()]), req)
+    assert len(the_plan.groups) == 1 and len(the_plan.cells) == 2  # both archs share one distilled set
+    outcomes = runner.execute(the_plan)
+    assert Counting.calls == [(1, 0)]
+    assert sorted((o.cell.arch, o.cell.seed) for o in outcomes) == [(a, 0) for a in archs]
+    t = build_table(load_frame(tmp_path / "res"), "archs")
+    assert t.columns == archs and [r.label for r in t.rows] == ["counting+eval.epochs=1"]
