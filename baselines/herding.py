@@ -4,12 +4,13 @@ At step i (0-based) the pick is the unselected image j minimising ``|| (i+1)*mu 
 (argmin; one public implementation uses argmax by mistake), with ``f`` the penultimate embedding of a
 ConvNet-3 trained on the real training split and ``mu`` the mean embedding of the class.
 
-The feature network is trained once per (dataset, feature-net config, feature-net seed) and cached (kind
-``herding-features``, key without the IPC), so every IPC reuses it. It is trained with ddbench's standard
-training loop (:func:`ddbench.evaluation.train_network`: ``epochs`` + 1 passes, lr x0.1 after pass
-``epochs // 2 + 1``, no augmentation). Given the features, herding is deterministic: with the default
-``net_seed=0`` every distillation seed returns the same set; ``net_seed=None`` trains one feature network per
-distillation seed instead (the seed then changes the features, hence the picks).
+The feature network is trained once per (dataset, feature-net config, feature-net seed, training split: its
+size and labels) and cached (kind ``herding-features``, key without the IPC), so every IPC reuses it. It is
+trained with ddbench's standard training loop (:func:`ddbench.evaluation.train_network`: ``epochs`` + 1
+passes, lr x0.1 after pass ``epochs // 2 + 1``, no augmentation). Given the features, herding is
+deterministic: with the default ``net_seed=0`` every distillation seed returns the same set; ``net_seed=None``
+trains one feature network per distillation seed instead (the seed then changes the features, hence the
+picks). ``meta["indices"]`` lists the picked rows of the training split, class-major, in pick order.
 """
 
 from __future__ import annotations

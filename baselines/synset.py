@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ddbench.api import Distiller, ImageSet
 from ddbench.augment import DSA
@@ -68,6 +68,11 @@ def init_synthetic(train: ImageSet, ipc: int, init: str, g: torch.Generator,
     else:
         raise ValueError(f"unknown init {init!r}: choose real or noise")
     return images.to(device).requires_grad_(True), labels.long()
+
+
+def has_batchnorm(net: nn.Module) -> bool:
+    """Whether ``net`` has batch norm (whose train-mode statistics depend on how batches are formed)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
 def siamese(dsa: DSA | None, real: Tensor, syn: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
