@@ -192,6 +192,201 @@ def table(results: Path, layout: str, fmt: str, arch: str | None, dataset: str |
     _print_table(t, fmt, output)
 
 
+def _seed_list(seeds: str | None) -> list[int] | None:
+    from ddbench.runner import parse_list
+
+    if seeds is None:
+        return None
+    try:
+        return [int(s) for s in parse_list(seeds, "seeds")]
+    except ValueError:
+        raise DDBenchError(f"bad --seeds {seeds!r}: give integers, e.g. --seeds 0,1,2,3,4") from None
+
+
+@main.command()
+@click.option("-m", "--method", required=True, help="the method whose option varies (one name)")
+@click.option("-d", "--dataset", "datasets", default="mnist", show_default=True, help="dataset name(s), comma-separated")
+@click.option("--ipc", default="10", show_default=True, help="images per class, comma-separated")
+@click.option("--key", required=True, help="the option to vary, as after -o: KEY, METHOD.KEY or eval.KEY")
+@click.option("--values", required=True, help="its values, comma-separated (';'-separated if a value has commas)")
+@click.option("--arch", "archs", default="convnet3", show_default=True, help="evaluation network(s), comma-separated")
+@click.option("-p", "--profile", default="quick", show_default=True, help="budget: smoke, quick or paper")
+@click.option("--seeds", default=None, help="network seeds, comma-separated (default: 0..networks-1 of the profile)")
+@click.option("--paired-seeds", is_flag=True, help="distil one set per network seed (± spans sets × networks)")
+@click.option("-o", "--option", "overrides", multiple=True, help="fixed overrides for every value (as in run)")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+@click.option("--data-root", default=None, help="dataset folder in torchvision's layout (default: $DDBENCH_DATA)")
+@click.option("--download/--no-download", default=True, show_default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--device", default=None)
+@click.option("--rerun", is_flag=True, help="recompute cells that already have a record")
+@click.option("--format", "fmt", default="rich", show_default=True, help="table format: rich, markdown, latex, csv, html")
+@click.option("--figure", "figure_path", type=click.Path(path_type=Path), default=None,
+              help="also write accuracy vs value (mean ± std) as a PNG")
+def ablate(method: str, datasets: str, ipc: str, key: str, values: str, archs: str, profile: str, seeds: str | None,
+           paired_seeds: bool, overrides: tuple[str, ...], out: Path, data_root: str | None, download: bool,
+           cache_dir: Path | None, device: str | None, rerun: bool, fmt: str, figure_path: Path | None) -> None:
+    """Sweep one -o option over VALUES (one variant per value; resumable like run), then print the ablation."""
+    from ddbench.runner import Request, execute, parse_ipcs, parse_list, plan
+    from ddbench.tables import FORMATS, ablation_frame, ablation_summary, build_ablation_table, check_choice, load_frame
+
+    check_choice(fmt, FORMATS, "table format")
+    methods = parse_list(method, "method")
+    if len(methods) != 1:
+        raise DDBenchError(f"ablate varies one method's option; got {len(methods)} methods ({method}): give one --method")
+    key = key.strip()
+    if not key or "=" in key:
+        raise DDBenchError(f"bad --key {key!r}: give an option name, e.g. --key w_l or --key eval.epochs")
+    value_list = parse_list(values.split(";") if ";" in values else values, "values")
+    fixed = cfgmod.parse_overrides(overrides)
+    if key in fixed:
+        raise DDBenchError(f"--key {key} is also fixed with -o {key}={fixed[key]}: drop one of them")
+    base = dict(methods=methods, datasets=parse_list(datasets, "dataset"), ipcs=parse_ipcs(ipc),
+                archs=parse_list(archs, "arch"), profile=profile, seeds=_seed_list(seeds), paired_seeds=paired_seeds,
+                out=out, data_root=data_root, download=download, cache_dir=cache_dir, device=device, rerun=rerun)
+    regs = _registries()
+    existed = out.exists()
+    try:  # every value is checked before anything runs
+        plans = [plan(regs, Request(**base, overrides=[*overrides, f"{key}={v}"])) for v in value_list]
+    except DDBenchError:
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a later value was bad: leave no empty results folder behind
+        raise
+    cells = [c for p in plans for c in p.cells]
+    console.print(f"{len(value_list)} values of {key} x {len(cells) // len(value_list)} cells, profile {profile}, "
+                  f"results in {out}")
+    with _progress() as bar:
+        overall = bar.add_task("cells", total=len(cells), info="")
+
+        def done(outcome: Any) -> None:
+            c = outcome.cell
+            acc = "recorded" if outcome.record is None else f"{outcome.record['accuracy']:.2f}%"
+            info = f"{c.method_label} {c.dataset} ipc{c.ipc} {c.arch} seed{c.seed}: {acc}"
+            bar.update(overall, advance=1, info=info)
+            if outcome.record is not None:
+                console.print(f"  {info}", highlight=False)
+
+        for p in plans:
+            execute(p, RichProgress(bar), done)
+    frame = load_frame(out)
+    frame = frame[frame["path"].isin({str(c.path(out)) for c in cells})]
+    _print_table(build_ablation_table(frame, key, method=methods[0]), fmt)
+    if figure_path is not None:
+        from ddbench.figures import ablation_png, write_png
+
+        t = build_ablation_table(frame, key, method=methods[0])
+        write_png(ablation_png(ablation_summary(ablation_frame(frame, key, method=methods[0])), key, t.title), figure_path)
+        console.print(f"wrote {figure_path}")
+
+
+@main.group()
+def figure() -> None:
+    """PNG figures: distilled images per class (grid), accuracy vs an option (ablation)."""
+
+
+@figure.command()
+@click.option("--from", "source", type=click.Path(path_type=Path), default=None,
+              help="a distilled.pt written by `ddbench sample` (or ddbench.export)")
+@click.option("-m", "--method", default=None, help="instead of --from: make the set now through `ddbench sample`")
+@click.option("-d", "--dataset", default=None, help="with --method (default mnist); with --from: if the file names none")
+@click.option("--ipc", type=int, default=None, help="with --method: images per class")
+@click.option("-p", "--profile", default="quick", show_default=True, help="with --method: budget")
+@click.option("-o", "--option", "overrides", multiple=True, help="with --method: method override key=value")
+@click.option("--seed", type=int, default=0, show_default=True, help="with --method: distillation / sampling seed")
+@click.option("--fit", is_flag=True, help="with --method: train a generative method's generator if not cached")
+@click.option("--data-root", default=None)
+@click.option("--download/--no-download", default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--device", default=None)
+@click.option("--keep", type=click.Path(path_type=Path), default=None,
+              help="with --method: keep sample's distilled.pt and grid.png in this folder (default: temporary)")
+@click.option("--max-per-class", type=int, default=None, help="draw at most this many images of each class")
+@click.option("--title", default=None, help="title above the grid")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="PNG file to write")
+@click.pass_context
+def grid(ctx: click.Context, source: Path | None, method: str | None, dataset: str | None, ipc: int | None,
+         profile: str, overrides: tuple[str, ...], seed: int, fit: bool, data_root: str | None, download: bool,
+         cache_dir: Path | None, device: str | None, keep: Path | None, max_per_class: int | None, title: str | None,
+         out_path: Path) -> None:
+    """Distilled images as a PNG grid: one row per class, labelled with the class name."""
+    import importlib.util
+    import tempfile
+
+    from ddbench.figures import grid_png, read_distilled, write_png
+
+    if (source is None) == (method is None):
+        raise DDBenchError("give either --from FILE (a distilled.pt) or --method NAME --ipc K, not both or neither")
+    if max_per_class is not None and max_per_class < 1:
+        raise DDBenchError(f"bad --max-per-class {max_per_class}: give a positive integer")
+    regs = _registries()
+    with tempfile.TemporaryDirectory(prefix="ddbench-grid-") as tmp:
+        if method is not None:
+            if ipc is None:
+                raise DDBenchError("--method needs --ipc (images per class to draw)")
+            if importlib.util.find_spec("ddbench.export") is None:
+                raise DDBenchError("`ddbench sample` needs ddbench.export, which is not installed yet; use --from FILE")
+            folder = keep or Path(tmp)
+            dataset = dataset or "mnist"
+            ctx.invoke(sample, method=method, dataset=dataset, ipc=ipc, out_dir=folder, profile=profile,
+                       overrides=overrides, seed=seed, fit=fit, data_root=data_root, download=download,
+                       cache_dir=cache_dir, device=device)
+            source = folder / "distilled.pt"
+            title = title or f"{method} on {dataset}, IPC {ipc} (profile {profile}, seed {seed})"
+        assert source is not None
+        d = read_distilled(source, regs.datasets, dataset)
+        title = title or f"{source.name}: {d.dataset or 'distilled set'}"
+        write_png(grid_png(d.pixels, d.labels, d.class_names, title=title, max_per_class=max_per_class), out_path)
+    console.print(f"wrote {out_path} ({len(d.labels)} images, {len(set(d.labels.tolist()))} classes)")
+
+
+@figure.command(name="ablation")
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+@click.option("--key", required=True, help="the option on the x axis, as after -o (e.g. w_l, eval.epochs)")
+@click.option("-m", "--method", default=None, help="the method (needed when several have the option)")
+@click.option("-d", "--dataset", default=None, help="only this dataset")
+@click.option("--ipc", type=int, default=None, help="only this IPC")
+@click.option("--arch", default=None, help="only this architecture")
+@click.option("--size", default="800x500", show_default=True, help="WIDTHxHEIGHT in pixels")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="PNG file to write")
+def ablation(results: Path, key: str, method: str | None, dataset: str | None, ipc: int | None, arch: str | None,
+             size: str, out_path: Path) -> None:
+    """Accuracy (mean ± sample std, error bars) vs the values of one option, from the records under RESULTS."""
+    from ddbench.figures import ablation_png, write_png
+    from ddbench.tables import ablation_frame, ablation_summary, build_ablation_table, load_frame
+
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise DDBenchError(f"bad --size {size!r}: write WIDTHxHEIGHT, e.g. --size 800x500") from None
+    if min(width, height) < 100:
+        raise DDBenchError(f"bad --size {size!r}: at least 100x100 pixels")
+    df = load_frame(_results_dir(results))
+    frame = ablation_frame(df, key, method, dataset, ipc, arch)
+    t = build_ablation_table(df, key, method, dataset, ipc, arch)
+    write_png(ablation_png(ablation_summary(frame), key, t.title, size=(width, height)), out_path)
+    console.print(f"wrote {out_path}")
+
+
+@main.command()
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+@click.option("--out", "out_path", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True)
+@click.option("--reference", default=None, help="add published numbers in '(paper)' rows: paper")
+@click.option("--improvement", is_flag=True, help="add Δ over the random row to every table")
+@click.option("--grid", "grids", multiple=True, type=click.Path(path_type=Path),
+              help="extra distilled.pt files to show (those under RESULTS are found by themselves)")
+@click.option("--title", default=None, help="page title")
+def report(results: Path, out_path: Path, reference: str | None, improvement: bool, grids: tuple[Path, ...],
+           title: str | None) -> None:
+    """One self-contained HTML page (tables, figures as embedded PNG) for a results folder."""
+    from ddbench.report import build_report
+
+    page = build_report(_results_dir(results), reference=reference, improvement=improvement, grids=grids,
+                        datasets=_registries().datasets, title=title)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(page, encoding="utf-8")
+    console.print(f"wrote {out_path} ({len(page) // 1024} KiB)")
+
+
 @main.command(name="list")
 @click.argument("kind", required=False, type=click.Choice(["methods", "datasets", "networks", "evaluators", "profiles"]))
 @click.option("--options", "show_options", is_flag=True, help="also list each method's -o options")

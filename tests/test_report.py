@@ -1,0 +1,210 @@
+"""Paper-grade output from records of tiny real runs: `ddbench ablate`, PNG figures (grid, ablation), the
+self-contained HTML report (checked in headless chromium when installed), and one-line CLI errors."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from ddbench.cli import main
+from ddbench.datasets import load
+from ddbench.figures import grid_size
+from ddbench.plugins import registries
+from ddbench.tables import build_ablation_table, load_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, after checking the signature; PIL must decode it too."""
+    assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR", data[:16]
+    size = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        assert im.size == size
+    return size
+
+
+def invoke(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def ablated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+    """`ddbench ablate` over eval.epochs 1,2 (random on digits, smoke), plus a distilled.pt in the folder."""
+    tmp = tmp_path_factory.mktemp("report")
+    res, fig = tmp / "res", tmp / "ablation.png"
+    r = invoke("ablate", "-m", "random", "-d", "digits", "--ipc", "1", "--key", "eval.epochs", "--values", "1,2",
+               "-p", "smoke", "--out", res, "--cache-dir", tmp / "cache", "--format", "markdown", "--figure", fig)
+    assert r.exit_code == 0, r.output
+    spec = registries().datasets.get("digits")
+    images, labels = load(spec, "train").sample_per_class(3, torch.Generator().manual_seed(0))
+    (res / "sets").mkdir()
+    torch.save({"images": images, "labels": labels, "meta": {},  # ddbench.export's layout
+                "dataset": {"name": "digits", "mean": list(spec.mean), "std": list(spec.std),
+                            "classes": list(spec.classes), "num_classes": 10}}, res / "sets" / "distilled.pt")
+    return {"res": res, "fig": fig, "tmp": tmp, "output": r.output}
+
+
+def test_ablate_makes_one_variant_per_value(ablated: dict) -> None:
+    res = ablated["res"]
+    variants = sorted(p.name for p in (res / "smoke" / "digits").iterdir())
+    assert variants == ["random+eval.epochs=1", "random+eval.epochs=2"]
+    df = load_frame(res)
+    assert sorted(df.groupby("variant").size().items()) == [("eval.epochs=1", 2), ("eval.epochs=2", 2)]
+    assert set(df["protocol"]) == {"smoke, E=1, DSA, final acc, fixed set, test=500",
+                                   "smoke, E=2, DSA, final acc, fixed set, test=500"}
+    out = ablated["output"]
+    assert "| eval.epochs | digits IPC 1 |" in out and re.search(r"\| 1 \| .*\(n=2\) \|", out)
+    assert re.search(r"\| 2 \| .*\(n=2\) \|", out) and out.count("**") >= 2  # the best value in bold
+    assert png_size(ablated["fig"].read_bytes()) == (800, 500)
+    stamps = {p: p.stat().st_mtime_ns for p in res.rglob("seed*.json")}
+    again = invoke("ablate", "-m", "random", "-d", "digits", "--ipc", "1", "--key", "eval.epochs", "--values", "1,2",
+                   "-p", "smoke", "--out", res, "--cache-dir", ablated["tmp"] / "cache")
+    assert again.exit_code == 0, again.output  # resumed: every cell recorded already, nothing rewritten
+    assert {p: p.stat().st_mtime_ns for p in res.rglob("seed*.json")} == stamps and len(stamps) == 4
+
+
+def test_ablation_table_and_figure_from_records(ablated: dict, tmp_path: Path) -> None:
+    t = build_ablation_table(load_frame(ablated["res"]), "eval.epochs", method="random")
+    assert t.row_header == "eval.epochs" and [r.label for r in t.rows] == ["1", "2"]
+    assert t.columns == ["digits IPC 1"] and sum(r.cells[0].best for r in t.rows) >= 1
+    csv_out = invoke("table", "--results", ablated["res"], "--layout", "ablation", "--key", "eval.epochs",
+                     "--format", "csv")
+    assert csv_out.exit_code == 0 and csv_out.output.splitlines()[0] == "eval.epochs,digits IPC 1"
+    png = tmp_path / "a.png"
+    r = invoke("figure", "ablation", "--results", ablated["res"], "--key", "eval.epochs", "--size", "640x400",
+               "--out", png)
+    assert r.exit_code == 0, r.output
+    assert png_size(png.read_bytes()) == (640, 400)
+
+
+def test_grid_from_a_distilled_file(ablated: dict, tmp_path: Path) -> None:
+    png = tmp_path / "grid.png"
+    r = invoke("figure", "grid", "--from", ablated["res"] / "sets" / "distilled.pt", "--out", png)
+    assert r.exit_code == 0, r.output
+    width, height = png_size(png.read_bytes())
+    assert (width, height) == grid_size(10, 3) == (320, 690)
+    with Image.open(png) as im:
+        rgb = im.convert("RGB")
+        assert rgb.getpixel((5, height // 2)) == (255, 255, 255)  # the label column
+        cell = rgb.crop((122, 30, 186, 94))  # class 0, first image: real pixels, not blank
+        colours = cell.getcolors(maxcolors=1 << 16)
+        assert colours is not None and len(colours) > 10
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ddbench.export") is None, reason="ddbench.export not installed yet")
+def test_grid_from_a_method_goes_through_sample(tmp_path: Path) -> None:
+    png, keep = tmp_path / "g.png", tmp_path / "keep"
+    r = invoke("figure", "grid", "-m", "random", "-d", "digits", "--ipc", "2", "-p", "smoke", "--cache-dir",
+               tmp_path / "c", "--keep", keep, "--out", png)
+    assert r.exit_code == 0, r.output
+    assert (keep / "distilled.pt").is_file() and (keep / "grid.png").is_file()  # what `ddbench sample` writes
+    assert png_size(png.read_bytes()) == grid_size(10, 2)
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.refs += [v or "" for k, v in attrs if k in ("src", "href", "srcset", "action", "data", "poster")]
+
+
+def test_report_is_one_self_contained_page(ablated: dict, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    r = invoke("report", "--results", ablated["res"], "--out", out, "--reference", "paper", "--improvement")
+    assert r.exit_code == 0, r.output
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert "Test accuracy (%) of convnet3 trained on distilled sets" in page  # Table 1 layout
+    assert "Ablation of eval.epochs" in page and "<b>" in page and "(n=2)" in page
+    assert "sets/distilled.pt: digits, 30 images, 3 per class" in page
+    parser = _Links()
+    parser.feed(page)
+    assert parser.refs and all(ref.startswith("data:image/png;base64,") for ref in parser.refs), parser.refs
+    assert not {"script", "link", "iframe", "object", "embed"} & set(parser.tags)
+    sizes = [png_size(base64.b64decode(ref.split(",", 1)[1])) for ref in parser.refs]
+    assert (800, 500) in sizes and grid_size(10, 3, title=False) in sizes
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    assert not re.search(r"(https?:|ftp:)?//[\w.-]+\.\w", text), "external URL in the report"
+    assert "url(" not in text and "@import" not in text
+
+
+def _chromium() -> str | None:
+    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (apt-get install -y chromium)")
+def test_report_renders_in_headless_chromium(ablated: dict, tmp_path: Path) -> None:
+    page, shot = tmp_path / "report.html", tmp_path / "shot.png"
+    assert invoke("report", "--results", ablated["res"], "--out", page).exit_code == 0
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "screenshot_report.sh"), str(page), str(shot)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert png_size(shot.read_bytes()) == (1200, 1600)
+    with Image.open(shot) as im:
+        colours = im.convert("RGB").getcolors(maxcolors=1 << 16)
+    assert colours is None or len(colours) > 50  # text, tables and a plot, not a blank page
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["table", "--reference", "papr"], "unknown reference 'papr': choose one of paper"),
+    (["table", "--format", "xml"], "unknown table format 'xml'"),
+    (["table", "--layout", "grid"], "unknown layout 'grid'"),
+    (["table", "--layout", "ablation"], "the ablation layout needs --key"),
+    (["figure", "ablation", "--key", "w_l", "--out", "x.png"], "no records have option 'w_l'"),
+    (["figure", "ablation", "--key", "eval.epochs", "--size", "big", "--out", "x.png"], "bad --size 'big'"),
+    (["figure", "grid", "--out", "x.png"], "give either --from FILE"),
+    (["figure", "grid", "--from", "nope.pt", "--out", "x.png"], "distilled-set file nope.pt does not exist"),
+    (["figure", "grid", "-m", "random", "--out", "x.png"], "--method needs --ipc"),
+])
+def test_bad_input_is_one_line(ablated: dict, args: list[str], message: str, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    if args[0] == "table" or args[1] == "ablation":
+        args = [*args, "--results", str(ablated["res"])]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("command", [["table"], ["report"], ["figure", "ablation", "--key", "w_l", "--out", "x.png"]])
+def test_missing_results_folder(tmp_path: Path, command: list[str]) -> None:
+    r = CliRunner().invoke(main, [*command, "--results", str(tmp_path / "nope")])
+    assert r.exit_code == 2 and "results folder" in r.output and "does not exist" in r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--key", "w_l", "--values", "0,1e-3"], "unknown option 'w_l' of method 'random'"),
+    (["--key", "eval.epochs", "--values", "1,x"], "bad value 'x' for epochs: expected int"),
+    (["--key", "eval.epochs", "--values", ","], "empty values list"),
+    (["--key", "eval.epochs", "--values", "1", "-o", "eval.epochs=3"], "also fixed with -o eval.epochs=3"),
+    (["--key", "eval.epochs", "--values", "1", "-m", "random,dm"], "ablate varies one method's option"),
+])
+def test_ablate_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+    out = tmp_path / "res"
+    base = ["ablate", "-d", "digits", "--ipc", "1", "-p", "smoke", "--out", str(out)]
+    if "-m" not in args:
+        base += ["-m", "random"]
+    r = CliRunner().invoke(main, [*base, *args])
+    assert r.exit_code == 2, r.output
+    assert message in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert not out.exists()
