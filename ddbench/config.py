@@ -66,7 +66,7 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
+        if type(None) in args and (value is None or isinstance(value, str) and value.lower() in ("none", "null")):
             return None
         errors = []
         for arg in (a for a in args if a is not type(None)):
