@@ -4,8 +4,8 @@ At step i (0-based) the pick is the unselected image j minimising ``|| (i+1)*mu 
 (argmin; one public implementation uses argmax by mistake), with ``f`` the penultimate embedding of a
 ConvNet-3 trained on the real training split and ``mu`` the mean embedding of the class.
 
-The feature network is trained once per (dataset, feature-net config, feature-net seed, training split: its
-size and labels) and cached (kind ``herding-features``, key without the IPC), so every IPC reuses it. It is
+The feature network is trained once per (dataset, feature-net config, feature-net seed, training split's
+fingerprint) and cached (kind ``herding-features``, key without the IPC), so every IPC reuses it. It is
 trained with ddbench's standard training loop (:func:`ddbench.evaluation.train_network`: ``epochs`` + 1
 passes, lr x0.1 after pass ``epochs // 2 + 1``, no augmentation). Given the features, herding is
 deterministic: with the default ``net_seed=0`` every distillation seed returns the same set; ``net_seed=None``
@@ -15,7 +15,6 @@ picks). ``meta["indices"]`` lists the picked rows of the training split, class-m
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -76,12 +75,6 @@ def embed_all(net: FeatureNet, images: Tensor, batch: int = 500) -> Tensor:
     return torch.cat(out)
 
 
-def fingerprint(data: ImageSet) -> str:
-    """Identifies the training split (size and label sequence) in the feature net's cache key."""
-    labels = data.labels.cpu().numpy().astype("int64").tobytes()
-    return f"{len(data)}-{hashlib.sha256(labels).hexdigest()[:16]}"
-
-
 class Herding(Distiller):
     name = "herding"
     description = "per-class greedy mean matching on trained ConvNet-3 embeddings (coreset baseline)"
@@ -98,7 +91,7 @@ class Herding(Distiller):
         """The trained feature network, from the cache when an equal config trained it before."""
         cfg: HerdingConfig = self.config
         net_seed = seed if cfg.net_seed is None else cfg.net_seed
-        key = self.config_key(net_seed=net_seed, train=fingerprint(train))
+        key = self.config_key(net_seed=net_seed, train=train.fingerprint())
         net = self.ctx.build_network(cfg.net, seed=net_seed)
         state = self.ctx.cache.load(self.artifact_kind, key)
         if state is not None:

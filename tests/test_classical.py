@@ -102,6 +102,14 @@ def test_herding_distill_uses_the_cached_feature_net(ctx: Context, mnist_train_s
         assert two.meta["indices"][2 * c + 1] == int(idx[herding_select(f, 2)[1]])
 
 
+def test_herding_net_seed_none_gives_a_feature_net_per_seed(ctx: Context,
+                                                             mnist_train_small: ImageSet) -> None:
+    method = make(Herding, ctx, net_seed=None)
+    assert method.distill(mnist_train_small, 1, seed=0).meta["feature_net_cached"] is False
+    assert method.distill(mnist_train_small, 1, seed=1).meta["feature_net_cached"] is False
+    assert method.distill(mnist_train_small, 2, seed=1).meta["feature_net_cached"] is True
+
+
 # ------------------------------------------------------------------------------------------------ DC
 def test_dc_loops_follow_the_reference_table() -> None:
     assert [loops(i) for i in (1, 10, 20, 30, 40, 50)] == [(1, 1), (10, 50), (20, 25), (30, 20), (40, 15),
