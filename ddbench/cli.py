@@ -433,9 +433,6 @@ def plugins() -> None:
     out.print(rt)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
 
 @main.command()
 @click.option("-m", "--method", required=True, help="method name")
@@ -474,7 +471,8 @@ def sample(method: str, dataset: str, ipc: int, out_dir: Path, profile: str, ove
     cache = ArtifactCache(cache_dir)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with _progress() as bar:
-        ctx = Context(spec, regs.networks, cache, dev, RichProgress(bar), cache.root / "checkpoints", prof.name)
+        ctx = Context(spec, regs.networks, cache, dev, RichProgress(bar), cache.root / "checkpoints", prof.name,
+                      data_id=f"{spec.name}:{train.fingerprint()}")
         distiller = cls(config, ctx)
         if isinstance(distiller, GenerativeDistiller) and not fit and not cache.has(
                 distiller.artifact_kind, distiller.config_key(seed=seed)):
@@ -485,3 +483,7 @@ def sample(method: str, dataset: str, ipc: int, out_dir: Path, profile: str, ove
         seconds = time.perf_counter() - t0
     paths = export_distilled(distilled, spec, out_dir)
     console.print(f"{len(distilled)} images in {seconds:.2f} s -> " + ", ".join(str(p) for p in paths))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -63,8 +63,8 @@ def test_accuracy(net: FeatureNet, test: ImageSet, batch: int = 500, limit: int 
     device = next(net.parameters()).device
     correct = 0
     for i in range(0, n, batch):
-        x = test.images[i: i + batch].to(device)
-        y = test.labels[i: i + batch].to(device)
+        x = test.images[i: min(i + batch, n)].to(device)
+        y = test.labels[i: min(i + batch, n)].to(device)
         correct += int((net(x).argmax(1) == y).sum())
     net.train()
     return 100.0 * correct / n

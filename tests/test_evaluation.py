@@ -95,3 +95,25 @@ def test_lr_drops_tenfold_after_half(mnist) -> None:  # type: ignore[no-untyped-
     finally:
         torch.optim.SGD.__init__ = orig  # type: ignore[method-assign]
     assert seen == [0.01, pytest.approx(0.001)]
+
+
+def test_test_limit_not_a_multiple_of_the_batch(mnist) -> None:  # type: ignore[no-untyped-def]
+    from ddbench.evaluation import test_accuracy
+
+    _, _, test = mnist
+
+    class Oracle(torch.nn.Module):
+        """Predicts the true label of the first 30 test images, class 0 afterwards."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.calls = 0
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            start = self.calls
+            self.calls += len(x)
+            return torch.nn.functional.one_hot(test.labels[start: start + len(x)], 10).float()
+
+    acc = test_accuracy(Oracle(), test, batch=20, limit=50)  # type: ignore[arg-type]
+    assert acc == 100.0  # 50 images counted, never the 60 of three full batches
