@@ -103,7 +103,7 @@ class DC(Distiller):
     Config = DCConfig
     profiles = {
         # seconds on 2 CPU cores
-        "smoke": {"iterations": 2, "batch_real": 16, "outer_loop": 1, "inner_loop": 1},
+        "smoke": {"iterations": 2, "batch_real": 8, "outer_loop": 1, "inner_loop": 1},
         # 2 idle CPU cores, MNIST: IPC 1 in minutes; IPC 10 (10 image updates and 9 x 10 network epochs per
         # iteration) in about an hour. The reference's 50 inner epochs at IPC 10 would take hours.
         "quick": {"iterations": 20, "batch_real": 64, "inner_loop": 10},
