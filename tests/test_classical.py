@@ -15,9 +15,6 @@ from typing import Any
 
 import pytest
 import torch
-from ddbench_baselines.dc import DC, gradient_distance, loops
-from ddbench_baselines.dm import DM, dm_lr
-from ddbench_baselines.herding import Herding, embed_all, herding_select
 
 from ddbench import NetworkSpec, hookimpl
 from ddbench.api import Context, Distiller, ImageSet
@@ -27,6 +24,9 @@ from ddbench.errors import ConfigError, DivergedError
 from ddbench.networks import FeatureNet, convnet
 from ddbench.plugins import registries
 from ddbench.testing import check_distilled
+from ddbench_baselines.dc import DC, gradient_distance, loops
+from ddbench_baselines.dm import DM, dm_lr
+from ddbench_baselines.herding import Herding, embed_all, herding_select
 
 TINY = "convnet3-w16"
 

@@ -7,15 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import ddbench_baselines.gan as gan
-import ddbench_baselines.generator_matching as engine
 import pytest
 import torch
-from ddbench_baselines.dim import DiM, GlobalMatch
-from ddbench_baselines.sampling import class_major_labels
-from ddbench_gdd.loss import GlobalLocalMatch
 from PIL import Image
 
+import ddbench_baselines.gan as gan
+import ddbench_baselines.generator_matching as engine
 from ddbench.api import Context, DistilledSet, GenerativeDistiller, ImageSet
 from ddbench.cache import ArtifactCache
 from ddbench.config import build
@@ -24,6 +21,9 @@ from ddbench.errors import ConfigError
 from ddbench.export import export_distilled
 from ddbench.plugins import Registries, registries
 from ddbench.testing import check_distilled, small_subset
+from ddbench_baselines.dim import DiM, GlobalMatch
+from ddbench_baselines.sampling import class_major_labels
+from ddbench_gdd.loss import GlobalLocalMatch
 
 METHODS = ("cgan", "dim", "gdd-global-local")
 
