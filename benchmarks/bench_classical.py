@@ -21,15 +21,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from ddbench_baselines.dc import DC, DCConfig, loops, train_inner
-from ddbench_baselines.dm import DM, DMConfig
-from ddbench_baselines.synset import ClassBatches, generator, init_synthetic
 
 from ddbench.api import Context, ImageSet
 from ddbench.augment import DSA
 from ddbench.cache import ArtifactCache
 from ddbench.datasets import load
 from ddbench.plugins import registries
+from ddbench_baselines.dc import DC, DCConfig, loops, train_inner
+from ddbench_baselines.dm import DM, DMConfig
+from ddbench_baselines.synset import ClassBatches, generator, init_synthetic
 
 
 def timed(fn: Callable[[int], object], iters: int) -> float:

@@ -21,18 +21,18 @@ import time
 from pathlib import Path
 
 import torch
-from ddbench_baselines import gan
-from ddbench_baselines.dim import DiMConfig, GlobalMatch
-from ddbench_baselines.generator_matching import Matcher
-from ddbench_baselines.sampling import GeneratorSampler, class_major_labels, generator_artifact, load_generator
-from ddbench_gdd.loss import GlobalLocalMatch
-from ddbench_gdd.plugin import GDDConfig
 
 from ddbench.api import Context
 from ddbench.cache import ArtifactCache
 from ddbench.datasets import load
 from ddbench.errors import DataError
 from ddbench.plugins import registries
+from ddbench_baselines import gan
+from ddbench_baselines.dim import DiMConfig, GlobalMatch
+from ddbench_baselines.generator_matching import Matcher
+from ddbench_baselines.sampling import GeneratorSampler, class_major_labels, generator_artifact, load_generator
+from ddbench_gdd.loss import GlobalLocalMatch
+from ddbench_gdd.plugin import GDDConfig
 
 
 def main() -> None:
