@@ -100,9 +100,11 @@ def _registries():  # type: ignore[no-untyped-def]
               help="artifact cache (default: $DDBENCH_CACHE or ~/.cache/ddbench)")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 @click.option("--rerun", is_flag=True, help="recompute cells that already have a record")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads (default: torch's choice; 1 is faster when other jobs share the cores)")
 def run(methods: str, datasets: str, ipc: str, archs: str, profile: str, seeds: str | None, paired_seeds: bool,
         overrides: tuple[str, ...], out: Path, data_root: str | None, download: bool, cache_dir: Path | None,
-        device: str | None, rerun: bool) -> None:
+        device: str | None, rerun: bool, threads: int | None) -> None:
     """Distil and evaluate every (dataset, method, IPC, arch, seed) cell; finished cells are skipped."""
     from ddbench.runner import Request, execute, parse_ipcs, parse_list, plan
     from ddbench.tables import build_table, load_frame
@@ -117,6 +119,10 @@ def run(methods: str, datasets: str, ipc: str, archs: str, profile: str, seeds: 
                   ipcs=parse_ipcs(ipc), archs=parse_list(archs, "arch"), profile=profile, seeds=seed_list,
                   paired_seeds=paired_seeds, overrides=list(overrides), out=out, data_root=data_root,
                   download=download, cache_dir=cache_dir, device=device, rerun=rerun)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     the_plan = plan(_registries(), req)
     cells = the_plan.cells
     console.print(f"{len(cells)} cells ({len(the_plan.groups)} distilled sets), profile {profile}, results in {out}")
