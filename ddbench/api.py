@@ -154,12 +154,9 @@ class Context:
         return DSA(strategy or self.dataset.dsa_strategy)
 
 
-class Distiller(ABC):
-    """Turns a real training split into a distilled set of ``ipc`` images per class.
-
-    Subclasses set ``name`` (what users type), ``Config`` (a dataclass of documented options whose defaults
-    are the published budget) and ``profiles`` (smaller budgets by profile name, e.g. ``smoke``, ``quick``).
-    """
+class Component(ABC):
+    """What methods and evaluators share: a registered ``name``, a one-line ``description``, a documented
+    ``Config`` dataclass and per-profile budgets; built with a config and a :class:`Context`."""
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
@@ -169,6 +166,14 @@ class Distiller(ABC):
     def __init__(self, config: Any, ctx: Context) -> None:
         self.config = config
         self.ctx = ctx
+
+
+class Distiller(Component):
+    """Turns a real training split into a distilled set of ``ipc`` images per class.
+
+    Subclasses set ``name`` (what users type), ``Config`` (a dataclass of documented options whose defaults
+    are the published budget) and ``profiles`` (smaller budgets by profile name, e.g. ``smoke``, ``quick``).
+    """
 
     @abstractmethod
     def distill(self, train: ImageSet, ipc: int, seed: int) -> DistilledSet:
@@ -222,17 +227,8 @@ class EvalResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Evaluator(ABC):
+class Evaluator(Component):
     """Trains a network from scratch on a distilled set and tests it on the real test split."""
-
-    name: ClassVar[str]
-    description: ClassVar[str] = ""
-    Config: ClassVar[type] = EmptyConfig
-    profiles: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
-
-    def __init__(self, config: Any, ctx: Context) -> None:
-        self.config = config
-        self.ctx = ctx
 
     @abstractmethod
     def evaluate(self, distilled: DistilledSet, test: ImageSet, arch: str, seed: int) -> EvalResult:
