@@ -4,7 +4,6 @@ self-contained HTML report (checked in headless chromium when installed), and on
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import re
 import shutil
@@ -105,7 +104,6 @@ def test_grid_from_a_distilled_file(ablated: dict, tmp_path: Path) -> None:
         assert colours is not None and len(colours) > 10
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ddbench.export") is None, reason="ddbench.export not installed yet")
 def test_grid_from_a_method_goes_through_sample(tmp_path: Path) -> None:
     png, keep = tmp_path / "g.png", tmp_path / "keep"
     r = invoke("figure", "grid", "-m", "random", "-d", "digits", "--ipc", "2", "-p", "smoke", "--cache-dir",
