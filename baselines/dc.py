@@ -23,7 +23,6 @@ divided by classes x outer_loop (the reference's ``loss_avg``).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -37,7 +36,7 @@ from ddbench.augment import DSA
 from ddbench.errors import ConfigError
 from ddbench.networks import FeatureNet
 
-from .synset import ClassBatches, generator, has_batchnorm, init_synthetic, optimise, per_sample, siamese
+from .synset import ClassBatches, generator, has_batchnorm, per_sample, siamese, synthesise
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +111,12 @@ class DC(Distiller):
 
     def distill(self, train: ImageSet, ipc: int, seed: int) -> DistilledSet:
         cfg: DCConfig = self.config
-        device = self.ctx.device
-        t0 = time.perf_counter()
-        images, labels = init_synthetic(train, ipc, cfg.init, generator(seed, "init"), device)
-        optimizer = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
         outer, inner = loops(ipc, cfg.outer_loop, cfg.inner_loop)
-        step = self.make_step(ClassBatches(train, device), images, labels.to(device), optimizer, ipc, seed,
-                              outer, inner)
-        out = optimise(self, ipc, seed, images, optimizer, cfg.iterations, step, self.checkpoint_every)
-        meta = {**out, "outer_loop": outer, "inner_loop": inner, "iterations": cfg.iterations,
-                "seconds": round(time.perf_counter() - t0, 3)}
-        return DistilledSet(images.detach().cpu(), labels, meta=meta)
+        return synthesise(self, train, ipc, seed, init=cfg.init, lr=cfg.lr_img, momentum=cfg.momentum_img,
+                          iterations=cfg.iterations, every=self.checkpoint_every,
+                          make_step=lambda real, images, labels, opt: self.make_step(
+                              real, images, labels, opt, ipc, seed, outer, inner),
+                          meta={"outer_loop": outer, "inner_loop": inner})
 
     def make_step(self, real: ClassBatches, images: Tensor, labels: Tensor, optimizer: torch.optim.Optimizer,
                   ipc: int, seed: int, outer: int, inner: int) -> Callable[[int], float]:

@@ -19,7 +19,6 @@ digits) where the reference script keeps flips on MNIST; set ``dsa_strategy`` to
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -29,7 +28,7 @@ from torch import Tensor
 
 from ddbench import DistilledSet, Distiller, ImageSet, doc, hookimpl
 
-from .synset import ClassBatches, generator, has_batchnorm, init_synthetic, optimise, siamese
+from .synset import ClassBatches, generator, has_batchnorm, siamese, synthesise
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +82,11 @@ class DM(Distiller):
 
     def distill(self, train: ImageSet, ipc: int, seed: int) -> DistilledSet:
         cfg: DMConfig = self.config
-        device = self.ctx.device
-        t0 = time.perf_counter()
-        images, labels = init_synthetic(train, ipc, cfg.init, generator(seed, "init"), device)
-        optimizer = torch.optim.SGD([images], lr=dm_lr(ipc, cfg.lr_img), momentum=cfg.momentum_img)
-        step = self.make_step(ClassBatches(train, device), images, optimizer, ipc, seed)
-        out = optimise(self, ipc, seed, images, optimizer, cfg.iterations, step, self.checkpoint_every)
-        meta = {**out, "lr_img": optimizer.param_groups[0]["lr"], "iterations": cfg.iterations,
-                "seconds": round(time.perf_counter() - t0, 3)}
-        return DistilledSet(images.detach().cpu(), labels, meta=meta)
+        lr = dm_lr(ipc, cfg.lr_img)
+        return synthesise(self, train, ipc, seed, init=cfg.init, lr=lr, momentum=cfg.momentum_img,
+                          iterations=cfg.iterations, every=self.checkpoint_every,
+                          make_step=lambda real, images, labels, opt: self.make_step(real, images, opt, ipc, seed),
+                          meta={"lr_img": lr})
 
     def make_step(self, real: ClassBatches, images: Tensor, optimizer: torch.optim.Optimizer, ipc: int,
                   seed: int) -> Callable[[int], float]:

@@ -9,13 +9,14 @@ from a checkpoint (images + optimiser state) therefore continues exactly as the 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ddbench.api import Distiller, ImageSet
+from ddbench.api import DistilledSet, Distiller, ImageSet
 from ddbench.augment import DSA
 from ddbench.checkpoint import Checkpointer
 from ddbench.config import stable_hash
@@ -128,3 +129,23 @@ def optimise(distiller: Distiller, ipc: int, seed: int, images: Tensor, optimize
                 log.info("%s ipc %d iteration %d/%d loss %.4f", name, ipc, it + 1, iterations, loss)
     ck.done()
     return {"loss_history": history, "resumed_from": start}
+
+
+StepFactory = Callable[[ClassBatches, Tensor, Tensor, torch.optim.Optimizer], Callable[[int], float]]
+
+
+def synthesise(distiller: Distiller, train: ImageSet, ipc: int, seed: int, *, init: str, lr: float,
+               momentum: float, iterations: int, every: int, make_step: StepFactory,
+               meta: dict[str, Any] | None = None) -> DistilledSet:
+    """The loop DC and DM share: initial images, SGD on them, :func:`optimise`, timing in the meta.
+
+    ``make_step(real_batches, images, labels, optimizer)`` returns the method's ``step(it) -> loss``.
+    """
+    t0 = time.perf_counter()
+    device = distiller.ctx.device
+    images, labels = init_synthetic(train, ipc, init, generator(seed, "init"), device)
+    optimizer = torch.optim.SGD([images], lr=lr, momentum=momentum)
+    step = make_step(ClassBatches(train, device), images, labels.to(device), optimizer)
+    out = optimise(distiller, ipc, seed, images, optimizer, iterations, step, every)
+    meta = {**out, **(meta or {}), "iterations": iterations, "seconds": round(time.perf_counter() - t0, 3)}
+    return DistilledSet(images.detach().cpu(), labels, meta=meta)
