@@ -68,8 +68,9 @@ def run(tmp: Path) -> None:
     art = gan.train_stage1(cfg, ctx, train, seed=0, key="bench")
     s1 = time.perf_counter() - t
     per_iter = s1 / args.gan_iters
+    quick_iters = gan.GAN_PROFILES["quick"]["gan_max_iters"]
     print(f"\nGAN stage 1: width {args.width}, batch 64, {args.gan_iters} iterations: {s1:.1f} s "
-          f"({per_iter:.2f} s/iteration; quick's 1500 iterations ~ {1500 * per_iter / 60:.0f} min; "
+          f"({per_iter:.2f} s/iteration; quick's {quick_iters} iterations ~ {quick_iters * per_iter / 60:.0f} min; "
           f"one MNIST epoch = {len(train) // 64} iterations)")
 
     # ---------------------------------------------------------------- matching
