@@ -23,7 +23,7 @@ def test_defaults_are_the_reference_protocol() -> None:
     assert (c.lr, c.momentum, c.weight_decay, c.batch_size, c.epochs) == (0.01, 0.9, 5e-4, 256, 1000)
     assert (c.augment, c.accuracy, c.mode, c.test_limit) == ("dsa", "final", "fixed", 0)
     quick = cfgmod.build(StandardConfig, "quick", StandardEvaluator.profiles)
-    assert quick.epochs == 300 and quick.test_limit == 0
+    assert quick.epochs == 100 and quick.test_limit == 0
 
 
 @pytest.fixture(scope="module")
