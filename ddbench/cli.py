@@ -57,6 +57,25 @@ def _force_progress() -> bool:
 
 
 class _Group(click.Group):
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """click's standalone mode, except that usage errors (bad option values, unknown options or choices) are
+        one line naming the value and where help is, instead of click's three-line usage block."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
+            console.print(f"[red]error:[/red] {exc.format_message().rstrip('.')}{where}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            console.print(f"[red]error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            console.print("aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -394,7 +413,8 @@ def report(results: Path, out_path: Path, reference: str | None, improvement: bo
 
 
 @main.command(name="list")
-@click.argument("kind", required=False, type=click.Choice(["methods", "datasets", "networks", "evaluators", "profiles"]))
+@click.argument("kind", required=False, metavar="[KIND]",
+                type=click.Choice(["methods", "datasets", "networks", "evaluators", "profiles"]))
 @click.option("--options", "show_options", is_flag=True, help="also list each method's -o options")
 def list_(kind: str | None, show_options: bool) -> None:
     """List methods, datasets, networks, evaluators and profiles, with the plugin that gave each."""

@@ -52,6 +52,9 @@ def test_list_and_plugins() -> None:
     (["-m", "random", "-o", "lr=1"], "unknown option 'lr' of method 'random'"),
     (["-m", "random", "-o", "eval.epochs=1.5"], "bad value '1.5' for epochs: expected int"),
     (["-m", "random", "--seeds", "a"], "bad --seeds 'a'"),
+    (["-m", "random", "--threads", "0"], "Invalid value for '--threads': 0 is not in the range x>=1"),
+    (["-m", "random", "--bogus"], "No such option '--bogus'"),
+    (["--ipc", "1"], "Missing option '-m' / '--method'"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "res"
@@ -77,3 +80,10 @@ def test_unwritable_out(tmp_path: Path) -> None:
 def test_table_missing_results(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["table", "--results", str(tmp_path / "nope")])
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_usage_errors_of_other_commands_are_one_line() -> None:
+    r = CliRunner().invoke(main, ["list", "bogus"])
+    assert r.exit_code == 2 and "'bogus' is not one of" in r.output and "see 'ddbench list --help'" in r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
+    assert CliRunner().invoke(main, ["--help"]).exit_code == 0
