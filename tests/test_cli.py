@@ -83,7 +83,7 @@ def test_table_missing_results(tmp_path: Path) -> None:
 
 
 def test_usage_errors_of_other_commands_are_one_line() -> None:
-    r = CliRunner().invoke(main, ["list", "bogus"])
+    r = CliRunner().invoke(main, ["list", "bogus"], prog_name="ddbench")
     assert r.exit_code == 2 and "'bogus' is not one of" in r.output and "see 'ddbench list --help'" in r.output
     assert len(r.output.strip().splitlines()) == 1, r.output
     assert CliRunner().invoke(main, ["--help"]).exit_code == 0
