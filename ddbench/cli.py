@@ -100,27 +100,60 @@ def _registries():  # type: ignore[no-untyped-def]
     return registries()
 
 
+def _sweep_options(func: Any) -> Any:
+    """Options shared by every command that runs cells (run, ablate)."""
+    for opt in reversed((
+        click.option("--arch", "archs", default="convnet3", show_default=True,
+                     help="evaluation network(s), comma-separated (cross-architecture evaluation)"),
+        click.option("-p", "--profile", default="quick", show_default=True, help="budget: smoke, quick or paper"),
+        click.option("--seeds", default=None,
+                     help="network seeds, comma-separated (default: 0..networks-1 of the profile)"),
+        click.option("--paired-seeds", is_flag=True, help="distil one set per network seed (± spans sets × networks)"),
+        click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
+                     help="results folder (one JSON record per cell)"),
+        click.option("--data-root", default=None,
+                     help="dataset folder in torchvision's layout (default: $DDBENCH_DATA)"),
+        click.option("--download/--no-download", default=True, show_default=True,
+                     help="download missing data (online)"),
+        click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+                     help="artifact cache (default: $DDBENCH_CACHE or ~/.cache/ddbench)"),
+        click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
+        click.option("--rerun", is_flag=True, help="recompute cells that already have a record"),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="torch CPU threads (default: torch's choice; 1 is faster when other jobs share the cores)"),
+    )):
+        func = opt(func)
+    return func
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _cell_reporter(bar: Progress, overall: Any) -> Any:
+    """The callback that advances the overall bar and prints each newly measured cell."""
+
+    def done(outcome: Any) -> None:
+        c = outcome.cell
+        acc = "recorded" if outcome.record is None else f"{outcome.record['accuracy']:.2f}%"
+        info = f"{c.method_label} {c.dataset} ipc{c.ipc} {c.arch} seed{c.seed}: {acc}"
+        bar.update(overall, advance=1, info=info)
+        if outcome.record is not None:
+            console.print(f"  {info}", highlight=False)
+
+    return done
+
+
 @main.command()
 @click.option("-m", "--method", "methods", required=True, help="method name(s), comma-separated")
 @click.option("-d", "--dataset", "datasets", default="mnist", show_default=True, help="dataset name(s), comma-separated")
 @click.option("--ipc", default="1,10,50", show_default=True, help="images per class, comma-separated")
-@click.option("--arch", "archs", default="convnet3", show_default=True,
-              help="evaluation network(s), comma-separated (cross-architecture evaluation)")
-@click.option("-p", "--profile", default="quick", show_default=True, help="budget: smoke, quick or paper")
-@click.option("--seeds", default=None, help="network seeds, comma-separated (default: 0..networks-1 of the profile)")
-@click.option("--paired-seeds", is_flag=True, help="distil one set per network seed (± spans sets × networks)")
 @click.option("-o", "--option", "overrides", multiple=True,
               help="override: key=value (all selected methods), METHOD.key=value, eval.key=value")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
-              help="results folder (one JSON record per cell)")
-@click.option("--data-root", default=None, help="dataset folder in torchvision's layout (default: $DDBENCH_DATA)")
-@click.option("--download/--no-download", default=True, show_default=True, help="download missing data (online)")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
-              help="artifact cache (default: $DDBENCH_CACHE or ~/.cache/ddbench)")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-@click.option("--rerun", is_flag=True, help="recompute cells that already have a record")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="torch CPU threads (default: torch's choice; 1 is faster when other jobs share the cores)")
+@_sweep_options
 def run(methods: str, datasets: str, ipc: str, archs: str, profile: str, seeds: str | None, paired_seeds: bool,
         overrides: tuple[str, ...], out: Path, data_root: str | None, download: bool, cache_dir: Path | None,
         device: str | None, rerun: bool, threads: int | None) -> None:
@@ -138,26 +171,13 @@ def run(methods: str, datasets: str, ipc: str, archs: str, profile: str, seeds: 
                   ipcs=parse_ipcs(ipc), archs=parse_list(archs, "arch"), profile=profile, seeds=seed_list,
                   paired_seeds=paired_seeds, overrides=list(overrides), out=out, data_root=data_root,
                   download=download, cache_dir=cache_dir, device=device, rerun=rerun)
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     the_plan = plan(_registries(), req)
     cells = the_plan.cells
     console.print(f"{len(cells)} cells ({len(the_plan.groups)} distilled sets), profile {profile}, results in {out}")
     with _progress() as bar:
         overall = bar.add_task("cells", total=len(cells), info="")
-
-        def done(outcome: Any) -> None:
-            c = outcome.cell
-            if outcome.record is None:
-                info = f"{c.method_label} {c.dataset} ipc{c.ipc} {c.arch} seed{c.seed}: recorded"
-            else:
-                info = f"{c.method_label} {c.dataset} ipc{c.ipc} {c.arch} seed{c.seed}: {outcome.record['accuracy']:.2f}%"
-            bar.update(overall, advance=1, info=info)
-            if outcome.record is not None:
-                console.print(f"  {info}", highlight=False)
-
+        done = _cell_reporter(bar, overall)
         execute(the_plan, RichProgress(bar), done)
     frame = load_frame(out)
     keep = {p for p in (str(c.path(out)) for c in cells)}
@@ -234,23 +254,15 @@ def _seed_list(seeds: str | None) -> list[int] | None:
 @click.option("--ipc", default="10", show_default=True, help="images per class, comma-separated")
 @click.option("--key", required=True, help="the option to vary, as after -o: KEY, METHOD.KEY or eval.KEY")
 @click.option("--values", required=True, help="its values, comma-separated (';'-separated if a value has commas)")
-@click.option("--arch", "archs", default="convnet3", show_default=True, help="evaluation network(s), comma-separated")
-@click.option("-p", "--profile", default="quick", show_default=True, help="budget: smoke, quick or paper")
-@click.option("--seeds", default=None, help="network seeds, comma-separated (default: 0..networks-1 of the profile)")
-@click.option("--paired-seeds", is_flag=True, help="distil one set per network seed (± spans sets × networks)")
 @click.option("-o", "--option", "overrides", multiple=True, help="fixed overrides for every value (as in run)")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
-@click.option("--data-root", default=None, help="dataset folder in torchvision's layout (default: $DDBENCH_DATA)")
-@click.option("--download/--no-download", default=True, show_default=True)
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
-@click.option("--device", default=None)
-@click.option("--rerun", is_flag=True, help="recompute cells that already have a record")
+@_sweep_options
 @click.option("--format", "fmt", default="rich", show_default=True, help="table format: rich, markdown, latex, csv, html")
 @click.option("--figure", "figure_path", type=click.Path(path_type=Path), default=None,
               help="also write accuracy vs value (mean ± std) as a PNG")
 def ablate(method: str, datasets: str, ipc: str, key: str, values: str, archs: str, profile: str, seeds: str | None,
            paired_seeds: bool, overrides: tuple[str, ...], out: Path, data_root: str | None, download: bool,
-           cache_dir: Path | None, device: str | None, rerun: bool, fmt: str, figure_path: Path | None) -> None:
+           cache_dir: Path | None, device: str | None, rerun: bool, threads: int | None, fmt: str,
+           figure_path: Path | None) -> None:
     """Sweep one -o option over VALUES (one variant per value; resumable like run), then print the ablation."""
     from ddbench.runner import Request, execute, parse_ipcs, parse_list, plan
     from ddbench.tables import FORMATS, ablation_frame, ablation_summary, build_ablation_table, check_choice, load_frame
@@ -269,6 +281,7 @@ def ablate(method: str, datasets: str, ipc: str, key: str, values: str, archs: s
     base = dict(methods=methods, datasets=parse_list(datasets, "dataset"), ipcs=parse_ipcs(ipc),
                 archs=parse_list(archs, "arch"), profile=profile, seeds=_seed_list(seeds), paired_seeds=paired_seeds,
                 out=out, data_root=data_root, download=download, cache_dir=cache_dir, device=device, rerun=rerun)
+    _set_threads(threads)
     regs = _registries()
     existed = out.exists()
     try:  # every value is checked before anything runs
@@ -282,15 +295,7 @@ def ablate(method: str, datasets: str, ipc: str, key: str, values: str, archs: s
                   f"results in {out}")
     with _progress() as bar:
         overall = bar.add_task("cells", total=len(cells), info="")
-
-        def done(outcome: Any) -> None:
-            c = outcome.cell
-            acc = "recorded" if outcome.record is None else f"{outcome.record['accuracy']:.2f}%"
-            info = f"{c.method_label} {c.dataset} ipc{c.ipc} {c.arch} seed{c.seed}: {acc}"
-            bar.update(overall, advance=1, info=info)
-            if outcome.record is not None:
-                console.print(f"  {info}", highlight=False)
-
+        done = _cell_reporter(bar, overall)
         for p in plans:
             execute(p, RichProgress(bar), done)
     frame = load_frame(out)
