@@ -23,9 +23,7 @@ class CGAN(GANDistiller):
 
     def fit(self, train: ImageSet, seed: int) -> dict[str, Any]:
         art, cached = gan.stage1(self.config, self.ctx, train, seed)
-        meta = {"stage1_key": gan.stage1_key(self.config, self.ctx.data_id, seed), "stage1_cached": cached,
-                "stage1_iterations": int(art["iterations"]), **{f"stage1_{k}": v for k, v in art["final_losses"].items()}}
-        return generator_artifact(art["generator"], art["arch"], meta)
+        return generator_artifact(art["generator"], art["arch"], gan.stage1_meta(self.config, self.ctx, seed, art, cached))
 
 
 @hookimpl

@@ -27,6 +27,7 @@ import copy
 import dataclasses
 import logging
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -326,14 +327,16 @@ def train_stage1(cfg: Any, ctx: Context, train: ImageSet, seed: int, key: str) -
     stream = BatchStream(len(train), cfg.gan_batch, rng)
     total = total_iterations(len(train), cfg.gan_batch, cfg.gan_epochs, cfg.gan_max_iters)
     ck = stage1_checkpointer(cfg, ctx, key)
-    start, losses = 0, {"d_loss": math.nan, "g_loss": math.nan}
+    start, losses, before = 0, {"d_loss": math.nan, "g_loss": math.nan}, 0.0
     state = ck.load()
     if state is not None:
         pair.load(state["pair"])
         stream.load(state["stream"])
         rng.set_state(state["rng"])
         start, losses = int(state["iteration"]), dict(state["losses"])
+        before = float(state.get("seconds", 0.0))  # training time of the interrupted runs up to the checkpoint
         log.info("stage 1 resumes at iteration %d of %d", start, total)
+    t0 = time.perf_counter()
     log.info("stage 1: %d iterations, width %d, batch %d on %s", total, cfg.gan_width, cfg.gan_batch, ctx.device)
     pair.gen.train()
     pair.disc.train()
@@ -347,9 +350,10 @@ def train_stage1(cfg: Any, ctx: Context, train: ImageSet, seed: int, key: str) -
             task.advance(1, **{k: round(v, 4) for k, v in losses.items()})
             ck.maybe_save(it + 1, lambda it=it, losses=losses: {
                 "pair": pair.state(), "stream": stream.state(), "rng": rng.get_state(), "iteration": it + 1,
-                "losses": losses})
+                "losses": losses, "seconds": before + time.perf_counter() - t0})
     return {**pair.state(), "arch": dict(pair.gen.arch), "iterations": total,
-            "final_losses": {k: float(v) for k, v in losses.items()}}
+            "final_losses": {k: float(v) for k, v in losses.items()},
+            "seconds": round(before + time.perf_counter() - t0, 3)}
 
 
 def stage1_step(pair: GANPair, train: ImageSet, stream: BatchStream, gp_weight: float,
@@ -381,6 +385,15 @@ def stage1(cfg: Any, ctx: Context, train: ImageSet, seed: int) -> tuple[dict[str
     ctx.cache.save(STAGE1_KIND, key, artifact)
     stage1_checkpointer(cfg, ctx, key).done()  # only once the artifact is safely in the cache
     return artifact, False
+
+
+def stage1_meta(cfg: Any, ctx: Context, seed: int, artifact: Mapping[str, Any], cached: bool) -> dict[str, Any]:
+    """What a generative method's record says about its stage 1: key, whether it came from the cache, its
+    iterations, training wall time (summed over resumed runs; None for artifacts made before it was stored)
+    and final losses."""
+    return {"stage1_key": stage1_key(cfg, ctx.data_id, seed), "stage1_cached": cached,
+            "stage1_iterations": int(artifact["iterations"]), "stage1_seconds": artifact.get("seconds"),
+            **{f"stage1_{k}": v for k, v in artifact["final_losses"].items()}}
 
 
 def stage1_checkpointer(cfg: Any, ctx: Context, key: str) -> Checkpointer:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -229,6 +230,7 @@ def finetune(cfg: MatchConfig, ctx: Context, train: ImageSet, seed: int, loss: M
     m.pair.gen.train()
     m.pair.disc.train()
     arch_counts: dict[str, int] = {}
+    t0 = time.perf_counter()
     with ctx.progress(f"{name} matching", total) as task:
         if start:
             task.advance(start)
@@ -239,7 +241,7 @@ def finetune(cfg: MatchConfig, ctx: Context, train: ImageSet, seed: int, loss: M
             check_finite(last.get("d_loss", 0.0), name, it)
             task.advance(1, **{k: round(v, 4) for k, v in last.items()})
             ck.maybe_save(it + 1, lambda it=it, last=last: m.state(it + 1, last))
-    notes = {"match_steps": total, "match_resumed_at": start,
+    notes = {"match_steps": total, "match_resumed_at": start, "match_seconds": round(time.perf_counter() - t0, 3),
              "match_networks": ",".join(f"{k}:{v}" for k, v in sorted(arch_counts.items())),
              **{f"match_final_{k}": (v if math.isfinite(v) else None) for k, v in last.items()}}
     return gan.cpu_state(m.pair.gen.state_dict()), notes
@@ -279,6 +281,5 @@ class MatchingDistiller(GANDistiller):
         self.check_pool(loss)
         art, cached = gan.stage1(self.config, self.ctx, train, seed)
         state, notes = finetune(self.config, self.ctx, train, seed, loss, art, self.config_key(seed=seed), self.name)
-        meta = {"stage1_key": gan.stage1_key(self.config, self.ctx.data_id, seed), "stage1_cached": cached,
-                "stage1_iterations": int(art["iterations"]), **notes}
+        meta = {**gan.stage1_meta(self.config, self.ctx, seed, art, cached), **notes}
         return generator_artifact(state, art["arch"], meta)

@@ -87,12 +87,15 @@ def test_stage1_is_shared_by_all_generative_methods(regs: Registries, digits_sma
     ctx = make_ctx(regs, "digits", tmp_path)
     cgan_set = make(regs, "cgan", ctx).distill(digits_small, 1, seed=0)
     assert cgan_set.meta["generator"]["stage1_cached"] is False
+    assert cgan_set.meta["generator"]["stage1_seconds"] > 0  # stage-1 wall time travels with every record
     monkeypatch.setattr(gan, "train_stage1", lambda *a, **k: pytest.fail("stage 1 trained twice"))
     for name in ("dim", "gdd-global-local"):
         out = make(regs, name, ctx, pool="convnet3").distill(digits_small, 1, seed=0)
         assert out.meta["generator"]["stage1_cached"] is True
         assert out.meta["generator"]["stage1_key"] == cgan_set.meta["generator"]["stage1_key"]
         assert out.meta["generator"]["match_steps"] == 2
+        assert out.meta["generator"]["stage1_seconds"] == cgan_set.meta["generator"]["stage1_seconds"]
+        assert out.meta["generator"]["match_seconds"] > 0
 
 
 def test_stage1_key_depends_only_on_gan_fields_dataset_and_seed() -> None:
