@@ -2,7 +2,10 @@
 batch_real 256 per class, DSA), and a plain PyTorch DM iteration in the same process for comparison.
 
     python benchmarks/bench_classical.py [--iters 2] [--dc-iters 1] [--batch-real 256] [--threads N]
-                                         [--data-root DIR]
+                                         [--ipc 1,10] [--dc-ipc 1,10] [--data-root DIR]
+
+``--ipc 1,10,50 --dc-ipc ''`` times DM alone up to IPC 50 (DM's distill cost next to a generator's
+redeployment cost, see bench_generative.py).
 
 A DC iteration at IPC 10 is 10 image updates and 9 x 50 network epochs on the synthetic set (minutes on a
 CPU), so it is estimated from one timed image update and ``--dc-iters`` timed inner epochs; DC at IPC 1 is
@@ -107,8 +110,12 @@ def main() -> None:
     parser.add_argument("--dc-iters", type=int, default=1, help="timed DC iterations (IPC 1) / inner epochs")
     parser.add_argument("--batch-real", type=int, default=256, help="real images per class (paper: 256)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
+    parser.add_argument("--ipc", default="1,10", help="IPCs timed for DM, comma-separated")
+    parser.add_argument("--dc-ipc", default="1,10", help="IPCs timed for DC, comma-separated ('' = none)")
     parser.add_argument("--data-root", default=os.environ.get("DDBENCH_DATA", "/work/shared/data"))
     args = parser.parse_args()
+    dm_ipcs = [int(v) for v in args.ipc.split(",") if v.strip()]
+    dc_ipcs = [int(v) for v in args.dc_ipc.split(",") if v.strip()]
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -123,12 +130,12 @@ def main() -> None:
           f"DSA {spec.dsa_strategy}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'method':<10}{'IPC':>4}{'s/iteration':>14}  note")
-    for ipc in (1, 10):
+    for ipc in dm_ipcs:
         ours = dm_seconds(ctx, train, ipc, args.batch_real, args.iters)
         plain = plain_dm_seconds(ctx, train, ipc, args.batch_real, args.iters)
         print(f"{'dm':<10}{ipc:>4}{ours:>14.3f}  mean of {args.iters}")
         print(f"{'plain dm':<10}{ipc:>4}{plain:>14.3f}  ratio dm / plain = {ours / plain:.2f}")
-    for ipc in (1, 10):
+    for ipc in dc_ipcs:
         seconds, note = dc_seconds(ctx, train, ipc, args.batch_real, args.dc_iters)
         print(f"{'dc':<10}{ipc:>4}{seconds:>14.3f}  {note}")
     print(f"total {time.perf_counter() - start:.0f} s, load average now {os.getloadavg()[0]:.1f}")
