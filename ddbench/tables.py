@@ -258,19 +258,23 @@ def _method_rank(method: str) -> tuple[int, str]:
     return (order.index(base) if base in order else len(order), method)
 
 
-def _mark_best(rows: list[Row]) -> None:
-    """Bold the best measured mean of each column (ties at display precision all bold)."""
-    measured = [r for r in rows if not r.reference]
-    if not measured:
-        return
-    for j in range(len(measured[0].cells)):
-        values = [round(r.cells[j].mean, 1) for r in measured if r.cells[j].mean is not None]
-        if not values:
+def _mark_best(rows: list[Row], groups: list[str] | None = None) -> None:
+    """Bold the best measured mean of each column (ties at display precision all bold). With ``groups`` (one
+    label per row, e.g. its protocol) the best is marked within each group: a fixed-set row never competes
+    with an on-the-fly one."""
+    labels = groups if groups is not None else [""] * len(rows)
+    for group in dict.fromkeys(labels):
+        measured = [r for r, g in zip(rows, labels, strict=True) if g == group and not r.reference]
+        if not measured:
             continue
-        best = max(values)
-        for r in measured:
-            c = r.cells[j]
-            c.best = c.mean is not None and round(c.mean, 1) == best
+        for j in range(len(measured[0].cells)):
+            values = [round(r.cells[j].mean, 1) for r in measured if r.cells[j].mean is not None]
+            if not values:
+                continue
+            best = max(values)
+            for r in measured:
+                c = r.cells[j]
+                c.best = c.mean is not None and round(c.mean, 1) == best
 
 
 def _baseline_label(labels: dict[tuple[str, str], str], protocol: str) -> tuple[str, str] | None:
@@ -342,7 +346,7 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
     notes = _notes(sel, s)
     if multi:
         notes = [notes[0]] + [f"P{i + 1}: {p}" for i, p in enumerate(protocols)]
-    _mark_best(rows)
+    _mark_best(rows, [p for _, p in keys])
     bold_note = len(notes)
     if improvement:
         notes.append(_add_improvement(rows, keys, by_key, coords))
@@ -350,7 +354,8 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
         rows, ref_notes = _add_reference(rows, keys, coords, layout, ref, reference_rows)
         notes += ref_notes
     excluded = " (published rows excluded)" if any(r.reference for r in rows) else ""
-    notes.insert(bold_note, "bold: best measured mean per column" + excluded)
+    per = " and protocol" if multi else ""
+    notes.insert(bold_note, f"bold: best measured mean per column{per}" + excluded)
     return Table(title, col_names, rows, notes)
 
 

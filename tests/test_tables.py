@@ -110,6 +110,19 @@ def test_best_per_column_is_bold_in_every_format(two_methods: pd.DataFrame) -> N
     assert best1 in t.render("rich")
 
 
+def test_best_is_marked_within_each_protocol(two_methods: pd.DataFrame) -> None:
+    """An on-the-fly row does not take the bold from the fixed-set rows (nor the reverse)."""
+    otf = _as_method(two_methods[two_methods["method"] == "dm"], "dm+eval.mode=on-the-fly", {1: 30.0, 2: 30.0})
+    otf["base_method"] = "dm"
+    otf["protocol"] = otf["protocol"].str.replace("fixed set", "on-the-fly")
+    t = build_table(pd.concat([two_methods, otf], ignore_index=True), "datasets")
+    labels = [r.label for r in t.rows]
+    fixed_rnd, fixed_dm, fly = (t.rows[labels.index(x)] for x in labels)
+    assert [c.best for c in fly.cells] == [True, True]
+    assert [c.best for c in fixed_rnd.cells] == [True, False] and [c.best for c in fixed_dm.cells] == [False, True]
+    assert "bold: best measured mean per column and protocol" in t.notes
+
+
 def test_improvement_over_random(two_methods: pd.DataFrame) -> None:
     t = build_table(two_methods, "datasets", improvement=True)
     assert [c.delta for c in t.row("random").cells] == [None, None]
