@@ -480,9 +480,8 @@ def plugins() -> None:
 @click.option("--device", default=None)
 def sample(method: str, dataset: str, ipc: int, out_dir: Path, profile: str, overrides: tuple[str, ...], seed: int,
            fit: bool, data_root: str | None, download: bool, cache_dir: Path | None, device: str | None) -> None:
-    """Export a distilled set (tensor file + PNG grid); generative methods sample their cached generator."""
-    import time
-
+    """Export a distilled set (tensor file + PNG grid): a set `ddbench run` made comes from the cache; generative
+    methods sample their cached generator."""
     import torch
 
     from ddbench.api import Context, GenerativeDistiller
@@ -490,7 +489,7 @@ def sample(method: str, dataset: str, ipc: int, out_dir: Path, profile: str, ove
     from ddbench.datasets import load
     from ddbench.export import export_distilled
     from ddbench.profiles import get_profile
-    from ddbench.runner import parse_ipcs
+    from ddbench.runner import distilled_set, parse_ipcs
 
     parse_ipcs([ipc])
     regs = _registries()
@@ -509,11 +508,10 @@ def sample(method: str, dataset: str, ipc: int, out_dir: Path, profile: str, ove
                 distiller.artifact_kind, distiller.config_key(seed=seed)):
             raise DDBenchError(f"no cached generator for {method} on {dataset} (profile {profile}, seed {seed}); "
                                f"run `ddbench run` with the same options first, or add --fit to train it now")
-        t0 = time.perf_counter()
-        distilled = distiller.distill(train, ipc, seed)
-        seconds = time.perf_counter() - t0
+        distilled, seconds, from_cache = distilled_set(distiller, train, ipc, seed, cache)
     paths = export_distilled(distilled, spec, out_dir)
-    console.print(f"{len(distilled)} images in {seconds:.2f} s -> " + ", ".join(str(p) for p in paths))
+    how = f"from the cache (distilled in {seconds:.1f} s)" if from_cache else f"in {seconds:.2f} s"
+    console.print(f"{len(distilled)} images {how} -> " + ", ".join(str(p) for p in paths))
 
 
 if __name__ == "__main__":  # pragma: no cover

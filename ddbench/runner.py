@@ -203,16 +203,19 @@ class Outcome:
     record: dict[str, Any] | None  # None when skipped (already recorded)
 
 
-def _distilled_for(group: Group, distiller: Distiller, train: ImageSet, cache: ArtifactCache) -> tuple[DistilledSet, float, bool]:
-    """The group's distilled set: from the cache when a previous (interrupted) run made it."""
-    key = distiller.config_key(ipc=group.ipc, seed=group.distill_seed)
+def distilled_set(distiller: Distiller, train: ImageSet, ipc: int, seed: int,
+                  cache: ArtifactCache) -> tuple[DistilledSet, float, bool]:
+    """(set, distil seconds, from cache): a classical method's set comes from the cache when an earlier run
+    (or an interrupted one) made it with the same config, IPC and seed; a generative method samples its cached
+    generator. ``ddbench run`` and ``ddbench sample`` both go through here."""
+    key = distiller.config_key(ipc=ipc, seed=seed)
     generative = isinstance(distiller, GenerativeDistiller)  # its generator is cached; sampling is cheap
     if not generative:
         hit = cache.load("distilled", key)
         if hit is not None:
             return DistilledSet(hit["images"], hit["labels"], meta=hit["meta"]), hit["seconds"], True
     t0 = time.perf_counter()
-    out = distiller.distill(train, group.ipc, group.distill_seed)
+    out = distiller.distill(train, ipc, seed)
     seconds = time.perf_counter() - t0
     if not generative:
         cache.save("distilled", key, {"images": out.images, "labels": out.labels, "meta": out.meta,
@@ -240,7 +243,7 @@ def run_cell_group(group: Group, plan_: Plan, ctx: Context, train: ImageSet, tes
     if not todo:
         return outcomes
     distiller = group.method_cls(group.method_config, ctx)
-    distilled, distill_seconds, from_cache = _distilled_for(group, distiller, train, ctx.cache)
+    distilled, distill_seconds, from_cache = distilled_set(distiller, train, group.ipc, group.distill_seed, ctx.cache)
     if tuple(distilled.images.shape[1:]) != tuple(train.images.shape[1:]) or len(distilled) != group.ipc * ctx.dataset.num_classes:
         raise DDBenchError(f"method {group.method!r} returned {tuple(distilled.images.shape)} images; expected "
                            f"{group.ipc * ctx.dataset.num_classes} of shape {tuple(train.images.shape[1:])}")

@@ -113,6 +113,19 @@ def test_grid_from_a_method_goes_through_sample(tmp_path: Path) -> None:
     assert png_size(png.read_bytes()) == grid_size(10, 2)
 
 
+def test_sample_reuses_the_set_that_run_distilled(tmp_path: Path) -> None:
+    """`ddbench sample` (and so `figure grid -m`) exports the very set `ddbench run` evaluated, from the cache."""
+    import torch
+
+    common = ["-d", "digits", "--ipc", "2", "-p", "smoke", "--cache-dir", tmp_path / "c"]
+    assert invoke("run", "-m", "herding", *common, "--out", tmp_path / "res").exit_code == 0
+    r = invoke("sample", "-m", "herding", *common, "--out", tmp_path / "s")
+    assert r.exit_code == 0 and "from the cache" in r.output, r.output
+    cached = [torch.load(f, weights_only=False) for f in (tmp_path / "c" / "distilled").glob("*.pt")]
+    exported = torch.load(tmp_path / "s" / "distilled.pt", weights_only=False)
+    assert len(cached) == 1 and torch.equal(cached[0]["images"], exported["images"])
+
+
 class _Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
