@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -490,7 +491,12 @@ def ablation_frame(df: pd.DataFrame, key: str, method: str | None = None, datase
             label += " (paired seeds)"
         return label + (f" [{r['profile']}]" if multi_profile else "")
 
-    return sel.assign(series=[series(r) for _, r in sel.iterrows()])
+    sel = sel.assign(series=[series(r) for _, r in sel.iterrows()])
+    # An explicit `-o key=<default>` variant and the plain run measure the same cells (same configs, seeds):
+    # count each measurement once, or n would double.
+    same = [json.dumps([r["method_config"], r["eval_config"]], sort_keys=True, default=str) for _, r in sel.iterrows()]
+    cols = ["series", "value", "dataset", "ipc", "arch", "seed", "distill_seed", "profile", "_same"]
+    return sel.assign(_same=same).drop_duplicates(cols).drop(columns="_same")
 
 
 def ablation_summary(frame: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
@@ -88,6 +89,16 @@ def test_ablation_table_and_figure_from_records(ablated: dict, tmp_path: Path) -
                "--out", png)
     assert r.exit_code == 0, r.output
     assert png_size(png.read_bytes()) == (640, 400)
+
+
+def test_ablation_counts_a_default_valued_variant_once(ablated: dict) -> None:
+    """The plain run and an explicit `-o key=<its default>` variant are the same measurements: n stays 2."""
+    df = load_frame(ablated["res"])
+    twin = df[df["variant"] == "eval.epochs=2"].copy()
+    twin["method"], twin["variant"] = "random", ""
+    twin["overrides"] = [{} for _ in range(len(twin))]
+    t = build_ablation_table(pd.concat([df, twin], ignore_index=True), "eval.epochs", method="random")
+    assert [r.label for r in t.rows] == ["1", "2"] and [r.cells[0].n for r in t.rows] == [2, 2]
 
 
 def test_grid_from_a_distilled_file(ablated: dict, tmp_path: Path) -> None:
