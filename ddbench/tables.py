@@ -515,10 +515,11 @@ def build_ablation_table(df: pd.DataFrame, key: str, method: str | None = None, 
     one_arch = len({a for _, _, a in coords}) == 1
     col_names = [f"{d} IPC {i}" + ("" if one_arch else f" {a}") for d, i, a in coords]
     series_list = list(dict.fromkeys(s["series"]))
-    rows = []
+    rows, row_series = [], []
     for ser in series_list:
         part = s[s["series"] == ser]
         for value in sorted(dict.fromkeys(part["value"]), key=value_rank):
+            row_series.append(ser)
             cells = []
             for coord in coords:
                 hit = part[(part["value"] == value) & (part["dataset"] == coord[0]) & (part["ipc"] == coord[1])
@@ -526,10 +527,10 @@ def build_ablation_table(df: pd.DataFrame, key: str, method: str | None = None, 
                 cells.append(TableCell() if hit.empty else TableCell(float(hit["mean"].iloc[0]), float(hit["std"].iloc[0]),
                                                                      int(hit["n"].iloc[0])))
             rows.append(Row(value if len(series_list) == 1 else f"{ser}: {value}", cells))
-    _mark_best(rows)
+    _mark_best(rows, row_series)  # the best value of each series (series may differ in protocol)
     arch_text = f" ({coords[0][2]})" if one_arch else ""
     title = f"Ablation of {key}: test accuracy (%) of {', '.join(series_list)}{arch_text}"
     notes = _notes(frame, summarise(frame, ["series", "dataset", "ipc", "arch", "value"]))
     notes.append(f"rows: values of {key} (an -o override, else the recorded config value); "
-                 "bold: best mean per column")
+                 "bold: best mean per column" + (" within each series" if len(series_list) > 1 else ""))
     return Table(title, col_names, rows, notes, row_header=key)

@@ -101,6 +101,16 @@ def test_ablation_counts_a_default_valued_variant_once(ablated: dict) -> None:
     assert [r.label for r in t.rows] == ["1", "2"] and [r.cells[0].n for r in t.rows] == [2, 2]
 
 
+def test_ablation_bolds_the_best_value_of_each_series(ablated: dict) -> None:
+    df = load_frame(ablated["res"])
+    other = df.copy()
+    other["overrides"] = [{**o, "eval.mode": "on-the-fly"} for o in other["overrides"]]
+    other["accuracy"] = other["accuracy"] + 50.0  # a series far above the first must not take its bold
+    t = build_ablation_table(pd.concat([df, other], ignore_index=True), "eval.epochs")
+    assert len(t.rows) == 4 and sum(r.cells[0].best for r in t.rows[:2]) >= 1 and sum(r.cells[0].best for r in t.rows[2:]) >= 1
+    assert "bold: best mean per column within each series" in t.notes[-1]
+
+
 def test_grid_from_a_distilled_file(ablated: dict, tmp_path: Path) -> None:
     png = tmp_path / "grid.png"
     r = invoke("figure", "grid", "--from", ablated["res"] / "sets" / "distilled.pt", "--out", png)
