@@ -56,6 +56,11 @@ def _force_progress() -> bool:
     return os.environ.get("DDBENCH_PROGRESS", "") == "1"
 
 
+def _error(message: str) -> None:
+    """The one-line error every bad input ends in (stderr)."""
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+
+
 class _Group(click.Group):
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """click's standalone mode, except that usage errors (bad option values, unknown options or choices) are
@@ -66,10 +71,10 @@ class _Group(click.Group):
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except click.UsageError as exc:
             where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
-            console.print(f"[red]error:[/red] {exc.format_message().rstrip('.')}{where}", highlight=False, soft_wrap=True)
+            _error(f"{exc.format_message().rstrip('.')}{where}")
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
-            console.print(f"[red]error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
+            _error(exc.format_message())
             sys.exit(exc.exit_code)
         except click.Abort:
             console.print("aborted", highlight=False)
@@ -80,7 +85,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except DDBenchError as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            _error(str(exc))
             ctx.exit(2)
 
 
