@@ -27,7 +27,6 @@ import copy
 import dataclasses
 import logging
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -327,16 +326,14 @@ def train_stage1(cfg: Any, ctx: Context, train: ImageSet, seed: int, key: str) -
     stream = BatchStream(len(train), cfg.gan_batch, rng)
     total = total_iterations(len(train), cfg.gan_batch, cfg.gan_epochs, cfg.gan_max_iters)
     ck = stage1_checkpointer(cfg, ctx, key)
-    start, losses, before = 0, {"d_loss": math.nan, "g_loss": math.nan}, 0.0
+    start, losses = 0, {"d_loss": math.nan, "g_loss": math.nan}
     state = ck.load()
     if state is not None:
         pair.load(state["pair"])
         stream.load(state["stream"])
         rng.set_state(state["rng"])
         start, losses = int(state["iteration"]), dict(state["losses"])
-        before = float(state.get("seconds", 0.0))  # training time of the interrupted runs up to the checkpoint
         log.info("stage 1 resumes at iteration %d of %d", start, total)
-    t0 = time.perf_counter()
     log.info("stage 1: %d iterations, width %d, batch %d on %s", total, cfg.gan_width, cfg.gan_batch, ctx.device)
     pair.gen.train()
     pair.disc.train()
@@ -350,10 +347,10 @@ def train_stage1(cfg: Any, ctx: Context, train: ImageSet, seed: int, key: str) -
             task.advance(1, **{k: round(v, 4) for k, v in losses.items()})
             ck.maybe_save(it + 1, lambda it=it, losses=losses: {
                 "pair": pair.state(), "stream": stream.state(), "rng": rng.get_state(), "iteration": it + 1,
-                "losses": losses, "seconds": before + time.perf_counter() - t0})
+                "losses": losses})
     return {**pair.state(), "arch": dict(pair.gen.arch), "iterations": total,
             "final_losses": {k: float(v) for k, v in losses.items()},
-            "seconds": round(before + time.perf_counter() - t0, 3)}
+            "seconds": round(ck.elapsed(), 3)}
 
 
 def stage1_step(pair: GANPair, train: ImageSet, stream: BatchStream, gp_weight: float,

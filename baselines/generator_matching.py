@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import time
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -230,7 +229,6 @@ def finetune(cfg: MatchConfig, ctx: Context, train: ImageSet, seed: int, loss: M
     m.pair.gen.train()
     m.pair.disc.train()
     arch_counts: dict[str, int] = {}
-    t0 = time.perf_counter()
     with ctx.progress(f"{name} matching", total) as task:
         if start:
             task.advance(start)
@@ -241,7 +239,7 @@ def finetune(cfg: MatchConfig, ctx: Context, train: ImageSet, seed: int, loss: M
             check_finite(last.get("d_loss", 0.0), name, it)
             task.advance(1, **{k: round(v, 4) for k, v in last.items()})
             ck.maybe_save(it + 1, lambda it=it, last=last: m.state(it + 1, last))
-    notes = {"match_steps": total, "match_resumed_at": start, "match_seconds": round(time.perf_counter() - t0, 3),
+    notes = {"match_steps": total, "match_resumed_at": start, "match_seconds": round(ck.elapsed(), 3),
              "match_networks": ",".join(f"{k}:{v}" for k, v in sorted(arch_counts.items())),
              **{f"match_final_{k}": (v if math.isfinite(v) else None) for k, v in last.items()}}
     return gan.cpu_state(m.pair.gen.state_dict()), notes

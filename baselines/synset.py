@@ -97,7 +97,8 @@ def optimise(distiller: Distiller, ipc: int, seed: int, images: Tensor, optimize
 
     Resumes from the distiller's checkpoint (images, optimiser state, loss history) when one exists, saves
     one every ``every`` iterations, stops with :class:`~ddbench.errors.DivergedError` on a non-finite loss,
-    and removes the checkpoint when done. Returns ``{"loss_history": [...], "resumed_from": start}``.
+    and removes the checkpoint when done. Returns ``{"loss_history": [...], "resumed_from": start, "seconds": t}``
+    with ``t`` the loop's wall time summed over the interrupted runs it resumed.
     """
     name = distiller.name
     ck = Checkpointer(distiller.ctx.checkpoint_dir, distiller.config_key(ipc=ipc, seed=seed), every=every)
@@ -128,7 +129,7 @@ def optimise(distiller: Distiller, ipc: int, seed: int, images: Tensor, optimize
             if it % max(1, iterations // 10) == 0 or it == iterations - 1:
                 log.info("%s ipc %d iteration %d/%d loss %.4f", name, ipc, it + 1, iterations, loss)
     ck.done()
-    return {"loss_history": history, "resumed_from": start}
+    return {"loss_history": history, "resumed_from": start, "seconds": ck.elapsed()}
 
 
 StepFactory = Callable[[ClassBatches, Tensor, Tensor, torch.optim.Optimizer], Callable[[int], float]]
@@ -137,7 +138,8 @@ StepFactory = Callable[[ClassBatches, Tensor, Tensor, torch.optim.Optimizer], Ca
 def synthesise(distiller: Distiller, train: ImageSet, ipc: int, seed: int, *, init: str, lr: float,
                momentum: float, iterations: int, every: int, make_step: StepFactory,
                meta: dict[str, Any] | None = None) -> DistilledSet:
-    """The loop DC and DM share: initial images, SGD on them, :func:`optimise`, timing in the meta.
+    """The loop DC and DM share: initial images, SGD on them, :func:`optimise`, timing in the meta (``seconds``:
+    set-up plus the optimisation's wall time, interrupted runs included).
 
     ``make_step(real_batches, images, labels, optimizer)`` returns the method's ``step(it) -> loss``.
     """
@@ -146,6 +148,8 @@ def synthesise(distiller: Distiller, train: ImageSet, ipc: int, seed: int, *, in
     images, labels = init_synthetic(train, ipc, init, generator(seed, "init"), device)
     optimizer = torch.optim.SGD([images], lr=lr, momentum=momentum)
     step = make_step(ClassBatches(train, device), images, labels.to(device), optimizer)
+    setup_seconds = time.perf_counter() - t0
     out = optimise(distiller, ipc, seed, images, optimizer, iterations, step, every)
-    meta = {**out, **(meta or {}), "iterations": iterations, "seconds": round(time.perf_counter() - t0, 3)}
+    seconds = setup_seconds + out.pop("seconds")
+    meta = {**out, **(meta or {}), "iterations": iterations, "seconds": round(seconds, 3)}
     return DistilledSet(images.detach().cpu(), labels, meta=meta)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,29 +13,44 @@ from ddbench.cache import atomic_torch_save
 
 log = logging.getLogger(__name__)
 
+ELAPSED = "elapsed_seconds"  # the key every checkpoint carries: work time up to it, summed over resumed runs
+
 
 class Checkpointer:
     """``state = ck.load()`` (None when fresh); ``ck.maybe_save(it, state_fn)`` every ``every`` iterations;
-    ``ck.done()`` removes the file once the result is safely stored elsewhere.
+    ``ck.elapsed()`` the loop's wall time so far, interrupted runs included; ``ck.done()`` removes the file
+    once the result is safely stored elsewhere.
 
-    ``folder`` None (no checkpoint dir in the context) disables it. ``key`` must identify the whole config,
-    including IPC and seed, e.g. ``distiller.config_key(ipc=ipc, seed=seed)``.
+    ``folder`` None (no checkpoint dir in the context) disables saving. ``key`` must identify the whole
+    config, including IPC and seed, e.g. ``distiller.config_key(ipc=ipc, seed=seed)``.
     """
 
     def __init__(self, folder: Path | None, key: str, every: int = 100) -> None:
         self.path = None if folder is None else Path(folder) / f"{key}.pt"
         self.every = max(1, every)
+        self._before = 0.0  # seconds spent by the runs that wrote the loaded checkpoint
+        self._t0 = time.perf_counter()
 
     def load(self) -> dict[str, Any] | None:
         if self.path is None or not self.path.is_file():
             return None
         log.info("resuming from checkpoint %s", self.path)
-        return torch.load(self.path, map_location="cpu", weights_only=False)
+        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        self._before = float(state.pop(ELAPSED, 0.0))
+        self._t0 = time.perf_counter()
+        return state
+
+    def elapsed(self) -> float:
+        """Seconds since this run started (or loaded its checkpoint) plus the time stored in that checkpoint.
+
+        Work between the last checkpoint and a crash is lost and not counted: it is redone, and counted, here.
+        """
+        return self._before + time.perf_counter() - self._t0
 
     def maybe_save(self, iteration: int, state: Any) -> None:
         """Save ``state`` (a dict, or a zero-argument callable returning one) when ``iteration`` is due."""
         if self.path is not None and iteration > 0 and iteration % self.every == 0:
-            atomic_torch_save(state() if callable(state) else state, self.path)
+            atomic_torch_save({**(state() if callable(state) else state), ELAPSED: self.elapsed()}, self.path)
 
     def done(self) -> None:
         if self.path is not None:
