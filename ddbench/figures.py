@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.textpath import TextPath  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from ddbench.errors import ConfigError  # noqa: E402
@@ -29,8 +30,9 @@ from ddbench.tables import value_rank  # noqa: E402
 
 log = logging.getLogger(__name__)
 DPI = 100
-LABEL_WIDTH = 120  # pixels left of the images, for class names
+LABEL_MARGIN = 8  # pixels on each side of the longest class name, left of the images
 TITLE_HEIGHT = 28
+TITLE_FONT = 11
 PAD = 2
 PNG_METADATA = {"Software": None}  # no URL or version strings inside the PNG
 
@@ -47,11 +49,28 @@ def grid_scale(per_class: int) -> int:
     return 2 if per_class <= 20 else 1
 
 
-def grid_size(num_classes: int, per_class: int, image_size: int = 32, title: bool = True) -> tuple[int, int]:
-    """(width, height) in pixels of :func:`grid_png` for these counts."""
+def grid_font(per_class: int) -> int:
+    return 10 if grid_scale(per_class) > 1 else 8
+
+
+def text_width(text: str, fontsize: float) -> int:
+    """Pixels that ``text`` takes when rendered at ``fontsize`` points and :data:`DPI`."""
+    return int(np.ceil(TextPath((0, 0), text, size=fontsize).get_extents().width * DPI / 72)) if text else 0
+
+
+def label_width(names: list[str], fontsize: int) -> int:
+    """Pixels for the label column: the widest class name, plus margins."""
+    return max((text_width(n, fontsize) for n in names), default=0) + 2 * LABEL_MARGIN
+
+
+def grid_size(names: list[str], per_class: int, image_size: int = 32, title: str | None = None) -> tuple[int, int]:
+    """(width, height) in pixels of :func:`grid_png` for these class names (one row each), counts and title
+    (the figure widens to fit a title longer than the grid)."""
     cell = image_size * grid_scale(per_class)
-    return (LABEL_WIDTH + per_class * (cell + PAD) + PAD,
-            (TITLE_HEIGHT if title else PAD) + num_classes * (cell + PAD) + PAD)
+    width = label_width(names, grid_font(per_class)) + per_class * (cell + PAD) + PAD
+    if title is not None:
+        width = max(width, text_width(title, TITLE_FONT) + 2 * LABEL_MARGIN)
+    return width, (PAD if title is None else TITLE_HEIGHT) + len(names) * (cell + PAD) + PAD
 
 
 def grid_png(pixels: Tensor, labels: Tensor, class_names: list[str], title: str | None = None,
@@ -72,7 +91,8 @@ def grid_png(pixels: Tensor, labels: Tensor, class_names: list[str], title: str 
     size = int(pixels.shape[-1])
     scale = grid_scale(per_class)
     cell = size * scale
-    width, height = grid_size(num_classes, per_class, size, title is not None)
+    width, height = grid_size(names, per_class, size, title)
+    left = label_width(names, grid_font(per_class))
     top = TITLE_HEIGHT if title is not None else PAD
     canvas = np.ones((height, width, 3), dtype=np.float32)
     img = pixels.detach().cpu().float().clamp(0, 1)
@@ -82,16 +102,16 @@ def grid_png(pixels: Tensor, labels: Tensor, class_names: list[str], title: str 
     for c, idx in enumerate(by_class):
         y = top + c * (cell + PAD)
         for k, i in enumerate(idx[:per_class].tolist()):
-            x = LABEL_WIDTH + PAD + k * (cell + PAD)
+            x = left + PAD + k * (cell + PAD)
             canvas[y:y + cell, x:x + cell] = arr[i].repeat(scale, 0).repeat(scale, 1)
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     fig.figimage(canvas, xo=0, yo=0, origin="upper", resize=False)
-    font = 10 if scale > 1 else 8
+    font = grid_font(per_class)
     for c, name in enumerate(names):
         y_centre = top + c * (cell + PAD) + cell / 2
-        fig.text((LABEL_WIDTH - 6) / width, 1 - y_centre / height, name, ha="right", va="center", fontsize=font)
+        fig.text((left - LABEL_MARGIN) / width, 1 - y_centre / height, name, ha="right", va="center", fontsize=font)
     if title is not None:
-        fig.text(0.5, 1 - (TITLE_HEIGHT / 2) / height, title, ha="center", va="center", fontsize=11)
+        fig.text(0.5, 1 - (TITLE_HEIGHT / 2) / height, title, ha="center", va="center", fontsize=TITLE_FONT)
     return _png(fig)
 
 

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ddbench.cli import main
-from ddbench.datasets import load
-from ddbench.figures import grid_size
+from ddbench.datasets import MNIST_CLASSES, load
+from ddbench.figures import LABEL_MARGIN, PAD, grid_png, grid_size, label_width
 from ddbench.plugins import registries
 from ddbench.tables import build_ablation_table, load_frame
 
@@ -116,13 +116,30 @@ def test_grid_from_a_distilled_file(ablated: dict, tmp_path: Path) -> None:
     r = invoke("figure", "grid", "--from", ablated["res"] / "sets" / "distilled.pt", "--out", png)
     assert r.exit_code == 0, r.output
     width, height = png_size(png.read_bytes())
-    assert (width, height) == grid_size(10, 3) == (320, 690)
+    digits = list(MNIST_CLASSES)
+    left = label_width(digits, 10)
+    assert 16 < left < 40  # one-character names get a narrow label column
+    assert (width, height) == grid_size(digits, 3, title="distilled.pt: digits") == (left + 3 * 66 + 2, 690)
     with Image.open(png) as im:
         rgb = im.convert("RGB")
-        assert rgb.getpixel((5, height // 2)) == (255, 255, 255)  # the label column
-        cell = rgb.crop((122, 30, 186, 94))  # class 0, first image: real pixels, not blank
+        assert rgb.getpixel((2, height // 2)) == (255, 255, 255)  # the label column
+        cell = rgb.crop((left + 2, 30, left + 66, 94))  # class 0, first image: real pixels, not blank
         colours = cell.getcolors(maxcolors=1 << 16)
         assert colours is not None and len(colours) > 10
+
+
+def test_grid_label_column_fits_the_longest_class_name() -> None:
+    names = ["T-shirt/top", "Trouser", "Ankle boot"]
+    png = grid_png(torch.zeros(3, 1, 32, 32), torch.arange(3), names, title="fashion")  # black images
+    width, _ = png_size(png)
+    left = label_width(names, 10)
+    assert width == grid_size(names, 1, title="fashion")[0] and left > label_width(list(MNIST_CLASSES), 10) + 50
+    with Image.open(io.BytesIO(png)) as im:
+        rgb = im.convert("RGB")
+        y = 28 + 32  # the middle of the first row
+        assert all(rgb.getpixel((x, y)) == (255, 255, 255) for x in range(left - LABEL_MARGIN // 2, left + PAD))
+        assert rgb.getpixel((left + PAD + 5, y)) == (0, 0, 0)  # the first image starts right after the column
+        assert any(rgb.getpixel((x, y)) != (255, 255, 255) for x in range(LABEL_MARGIN, left - LABEL_MARGIN))
 
 
 def test_grid_from_a_method_goes_through_sample(tmp_path: Path) -> None:
@@ -131,7 +148,9 @@ def test_grid_from_a_method_goes_through_sample(tmp_path: Path) -> None:
                tmp_path / "c", "--keep", keep, "--out", png)
     assert r.exit_code == 0, r.output
     assert (keep / "distilled.pt").is_file() and (keep / "grid.png").is_file()  # what `ddbench sample` writes
-    assert png_size(png.read_bytes()) == grid_size(10, 2)
+    title = "random on digits, IPC 2 (profile smoke, seed 0)"
+    assert png_size(png.read_bytes()) == grid_size(list(MNIST_CLASSES), 2, title=title)
+    assert grid_size(list(MNIST_CLASSES), 2, title=title)[0] > grid_size(list(MNIST_CLASSES), 2, title="")[0]
 
 
 def test_sample_reuses_the_set_that_run_distilled(tmp_path: Path) -> None:
@@ -172,7 +191,7 @@ def test_report_is_one_self_contained_page(ablated: dict, tmp_path: Path) -> Non
     assert parser.refs and all(ref.startswith("data:image/png;base64,") for ref in parser.refs), parser.refs
     assert not {"script", "link", "iframe", "object", "embed"} & set(parser.tags)
     sizes = [png_size(base64.b64decode(ref.split(",", 1)[1])) for ref in parser.refs]
-    assert (800, 500) in sizes and grid_size(10, 3, title=False) in sizes
+    assert (800, 500) in sizes and grid_size(list(MNIST_CLASSES), 3) in sizes
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
     assert not re.search(r"(https?:|ftp:)?//[\w.-]+\.\w", text), "external URL in the report"
     assert "url(" not in text and "@import" not in text
