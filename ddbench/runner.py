@@ -282,6 +282,7 @@ def execute(plan_: Plan, progress: Progress = null_progress,
             on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Run every group of the plan; records are written as cells finish."""
     req = plan_.request
+    environment()  # provenance of the code this process loaded, taken now: an editable checkout may move on
     device = torch.device(req.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cache = ArtifactCache(req.cache_dir)
     outcomes: list[Outcome] = []

@@ -35,6 +35,28 @@ def test_records_written_per_cell_with_provenance(tmp_path: Path) -> None:
     assert rec["timing"]["distill_seconds"] >= 0 and rec["timing"]["evaluate_seconds"] > 0
 
 
+def test_provenance_is_the_code_the_run_started_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long sweep from an editable checkout records the revision it loaded, not one committed meanwhile."""
+    from ddbench import records
+    from ddbench.evaluation import StandardEvaluator
+
+    head = {"rev": "started-here"}
+    real = StandardEvaluator.evaluate
+
+    def commit_meanwhile(self, *a, **k):  # type: ignore[no-untyped-def]
+        head["rev"] = "committed-during-the-run"
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(records, "_git_revision", lambda: head["rev"])
+    monkeypatch.setattr(StandardEvaluator, "evaluate", commit_meanwhile)
+    records.environment.cache_clear()
+    try:
+        runner.execute(runner.plan(registries(), _req(tmp_path, ipcs=[1])))
+    finally:
+        records.environment.cache_clear()
+    assert {rec["git_revision"] for _, rec in iter_records(tmp_path / "res")} == {"started-here"}
+
+
 def test_rerun_skips_recorded_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runner.execute(runner.plan(registries(), _req(tmp_path)))
 
