@@ -228,17 +228,19 @@ def _results_dir(results: Path) -> Path:
               help="add published numbers in their own '(paper)' rows: paper = Li et al., Table 1 / Table 2")
 @click.option("--reference-rows", default="measured", show_default=True,
               help="measured: published rows for the measured methods; all: every published method")
+@click.option("--metric", default="accuracy", show_default=True,
+              help="accuracy; distill-seconds or evaluate-seconds: the wall times the records carry")
 @click.option("--output", type=click.Path(path_type=Path), default=None, help="write to a file instead of stdout")
 def table(results: Path, layout: str, fmt: str, arch: str | None, dataset: str | None, ipc: int | None,
           method: str | None, key: str | None, improvement: bool, reference: str | None, reference_rows: str,
-          output: Path | None) -> None:
+          metric: str, output: Path | None) -> None:
     """Rebuild a table (mean ± std, n; best per column in bold) from the records under RESULTS."""
     from ddbench.tables import FORMATS, build_table, check_choice, load_frame
 
     check_choice(fmt, FORMATS, "table format")
     t = build_table(load_frame(_results_dir(results)), layout, arch=arch, dataset=dataset, ipc=ipc,
                     improvement=improvement, reference=reference, reference_rows=reference_rows, key=key,
-                    method=method)
+                    method=method, metric=metric)
     _print_table(t, fmt, output)
 
 

@@ -136,8 +136,9 @@ def _grid_sections(results: Path, grids: Sequence[Path], datasets: Any) -> list[
 
 
 def _cells_table(df: pd.DataFrame) -> str:
-    s = summarise(df, ["profile", "dataset", "method", "ipc", "arch"])
-    secs = df.groupby(["profile", "dataset", "method", "ipc", "arch"], sort=True)["distill_seconds"].mean().values
+    keys = ["profile", "dataset", "method", "ipc", "arch"]
+    s = summarise(df, keys)
+    secs = summarise(df, keys, "distill_seconds")["mean"].values
     head = "".join(f"<th>{h}</th>" for h in ["profile", "dataset", "method", "IPC", "arch", "accuracy (%)", "sets",
                                              "distill s"])
     rows = []

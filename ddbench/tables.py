@@ -36,6 +36,16 @@ Format = Literal["rich", "markdown", "latex", "csv", "html"]
 LAYOUTS = ("datasets", "archs", "ablation")
 FORMATS = ("rich", "markdown", "latex", "csv", "html")
 REFERENCE_ROWS = ("measured", "all")
+# what a datasets/archs table shows: the metric's frame column, its title and the note that says what it measures
+METRICS = {
+    "accuracy": ("accuracy", "Test accuracy (%)", ""),
+    "distill-seconds": ("distill_seconds", "Distillation wall time (s)",
+                        "seconds: wall time of the method's distil call in the process that made the set (a cached "
+                        "set keeps the time it was made in), mean over the cell's records; machine and load dependent"),
+    "evaluate-seconds": ("evaluate_seconds", "Evaluation wall time (s) per network",
+                         "seconds: training one network on the distilled set plus testing it, mean over the cell's "
+                         "records; machine and load dependent"),
+}
 Coord = tuple[str, int, str]  # (dataset, ipc, arch) of one column
 
 
@@ -54,7 +64,7 @@ def protocol_label(rec: dict) -> str:
 
 
 FRAME_COLUMNS = ["dataset", "method", "base_method", "variant", "ipc", "arch", "seed", "distill_seed", "profile",
-                 "protocol", "accuracy", "distill_seconds", "overrides", "method_config", "eval_config", "path"]
+                 "protocol", "accuracy", "distill_seconds", "evaluate_seconds", "overrides", "method_config", "eval_config", "path"]
 
 
 def load_frame(root: Path) -> pd.DataFrame:
@@ -68,15 +78,16 @@ def load_frame(root: Path) -> pd.DataFrame:
             "ipc": int(c["ipc"]), "arch": c["arch"], "seed": int(c["seed"]), "distill_seed": int(c["distill_seed"]),
             "profile": c["profile"], "protocol": protocol_label(rec), "accuracy": float(rec["accuracy"]),
             "distill_seconds": rec.get("timing", {}).get("distill_seconds"),
+            "evaluate_seconds": rec.get("timing", {}).get("evaluate_seconds"),
             "overrides": dict(rec.get("overrides") or {}), "method_config": dict(rec.get("method_config") or {}),
             "eval_config": dict(rec.get("protocol") or {}), "path": str(path),
         })
     return pd.DataFrame(rows, columns=FRAME_COLUMNS)
 
 
-def summarise(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+def summarise(df: pd.DataFrame, keys: Sequence[str], value: str = "accuracy") -> pd.DataFrame:
     g = df.groupby(list(keys), sort=True)
-    out = g["accuracy"].agg(mean="mean", std=lambda s: s.std(ddof=DDOF), n="count").reset_index()
+    out = g[value].agg(mean="mean", std=lambda s: s.std(ddof=DDOF), n="count").reset_index()
     out["sets"] = g["distill_seed"].nunique().values
     return out
 
@@ -91,6 +102,7 @@ class TableCell:
     n: int | None = None
     delta: float | None = None  # mean minus the random row's mean (same column and protocol)
     best: bool = False
+    unit: str = "%"  # "%": mean ± std; "s": a wall time, mean only
 
     @property
     def empty(self) -> bool:
@@ -99,6 +111,8 @@ class TableCell:
     def value_text(self) -> str:
         if self.mean is None:
             return "–"
+        if self.unit == "s":
+            return f"{self.mean:.0f} s" if self.mean >= 10 else f"{self.mean:.1f} s"
         std = "–" if self.std is None or math.isnan(self.std) else f"{self.std:.1f}"
         return f"{self.mean:.1f} ± {std}"
 
@@ -288,15 +302,23 @@ def _baseline_label(labels: dict[tuple[str, str], str], protocol: str) -> tuple[
 def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = None,
                 dataset: str | None = None, ipc: int | None = None, *, improvement: bool = False,
                 reference: str | Reference | None = None, reference_rows: str = "measured",
-                key: str | None = None, method: str | None = None) -> Table:
+                key: str | None = None, method: str | None = None, metric: str = "accuracy") -> Table:
     """The table of ``layout`` from a frame of records (see :func:`load_frame`).
 
+    ``metric``: what the datasets and archs layouts show, a key of :data:`METRICS` (accuracy, or the
+    distillation / evaluation wall times that the records carry).
     ``arch``: the datasets layout's architecture (default convnet3, or the only one recorded); the ablation
     layout's filter. ``dataset``/``ipc``: the archs layout's cell (needed when several), ablation filters.
     ``method``: keep only this method (a name, or name+variant). ``key``: the ablation layout's option.
     """
     check_choice(layout, LAYOUTS, "layout")
     check_choice(reference_rows, REFERENCE_ROWS, "reference rows")
+    check_choice(metric, tuple(METRICS), "metric")
+    column, what, metric_note = METRICS[metric]
+    timing = metric != "accuracy"
+    if timing and (layout == "ablation" or improvement or reference is not None):
+        raise ConfigError(f"--metric {metric} works with the datasets and archs layouts, without --improvement "
+                          f"and --reference (they compare accuracies): drop those, or use --metric accuracy")
     ref = get_reference(reference) if isinstance(reference, str) else reference
     if df.empty:
         raise ConfigError("no records found: run `ddbench run ...` first, or point --results at a results folder")
@@ -314,10 +336,10 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
         sel = df[df["arch"] == arch]
         if sel.empty:
             raise ConfigError(f"no records for arch {arch!r}: available {', '.join(sorted(df['arch'].unique()))}")
-        s = summarise(sel, ["method", "protocol", "dataset", "ipc", "arch"])
+        s = summarise(sel, ["method", "protocol", "dataset", "ipc", "arch"], column)
         coords: list[Coord] = sorted({(d, int(i), arch) for d, i in zip(s["dataset"], s["ipc"], strict=True)})
         col_names = [f"{d} IPC {i}" for d, i, _ in coords]
-        title = f"Test accuracy (%) of {arch} trained on distilled sets"
+        title = f"{what} of {arch} trained on distilled sets" if not timing else f"{what}, {arch} cells"
     else:
         sel = df
         if dataset is not None:
@@ -327,11 +349,11 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
         pairs = sorted({(d, i) for d, i in zip(sel["dataset"], sel["ipc"], strict=True)})
         if len(pairs) != 1:
             raise ConfigError(f"the archs layout needs one dataset and IPC; found {pairs or 'none'}: pass --dataset and --ipc")
-        s = summarise(sel, ["method", "protocol", "dataset", "ipc", "arch"])
+        s = summarise(sel, ["method", "protocol", "dataset", "ipc", "arch"], column)
         d0, i0 = pairs[0]
         coords = [(d0, int(i0), a) for a in sorted(s["arch"].unique())]
         col_names = [a for _, _, a in coords]
-        title = f"Cross-architecture test accuracy (%) on {d0}, IPC {i0}"
+        title = f"Cross-architecture {what[0].lower() + what[1:]} on {d0}, IPC {i0}"
     protocols = sorted(sel["protocol"].unique())
     multi = len(protocols) > 1
     groups = {(str(m), str(p)): part for (m, p), part in s.groupby(["method", "protocol"], sort=True)}
@@ -342,11 +364,18 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
         cells = []
         for coord in coords:
             r = by_key[(m, p)].get(coord)
-            cells.append(TableCell() if r is None else TableCell(float(r["mean"]), float(r["std"]), int(r["n"])))
+            if r is None or pd.isna(r["mean"]):
+                cells.append(TableCell())
+            elif timing:
+                cells.append(TableCell(float(r["mean"]), n=int(r["n"]), unit="s"))
+            else:
+                cells.append(TableCell(float(r["mean"]), float(r["std"]), int(r["n"])))
         rows.append(Row(_row_label(m, p, multi, protocols), cells))
     notes = _notes(sel, s)
     if multi:
         notes = [notes[0]] + [f"P{i + 1}: {p}" for i, p in enumerate(protocols)]
+    if timing:
+        return Table(title, col_names, rows, [metric_note, *notes[1:]])
     _mark_best(rows, [p for _, p in keys])
     bold_note = len(notes)
     if improvement:

@@ -176,12 +176,30 @@ def test_reference_rows_show_the_papers_table2(results: Path) -> None:
     ({"reference": "paper", "reference_rows": "some"}, "unknown reference rows 'some'"),
     ({"layout": "ablation"}, "the ablation layout needs --key"),
     ({"arch": "vgg11"}, "no records for arch 'vgg11'"),
+    ({"metric": "speed"}, "unknown metric 'speed': choose one of accuracy, distill-seconds, evaluate-seconds"),
+    ({"metric": "distill-seconds", "improvement": True}, "--metric distill-seconds works with the datasets and archs"),
+    ({"metric": "evaluate-seconds", "reference": "paper"}, "without --improvement and --reference"),
 ])
 def test_bad_table_options(results: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         build_table(load_frame(results), **kwargs)
     with pytest.raises(ConfigError, match="unknown table format 'xml'"):
         build_table(load_frame(results)).render("xml")
+
+
+def test_wall_time_tables_show_what_the_records_carry(results: Path) -> None:
+    df = load_frame(results)
+    t = build_table(df, "datasets", metric="distill-seconds")
+    assert t.title.startswith("Distillation wall time (s)") and "wall time of the method's distil call" in t.notes[0]
+    (name, cells), = t.text_rows()
+    sel = df[(df.arch == "convnet3") & (df.ipc == 1)]["distill_seconds"]
+    assert name == "random" and cells[0] == f"{sel.mean():.1f} s (n=2)"  # random distils in well under 10 s
+    assert not any(c.best for r in t.rows for c in r.cells) and "±" not in t.render("markdown")
+    archs = build_table(df, "archs", dataset="digits", ipc=2, metric="evaluate-seconds")
+    assert archs.title == "Cross-architecture evaluation wall time (s) per network on digits, IPC 2"
+    for arch, cell in zip(archs.columns, archs.rows[0].cells, strict=True):
+        sel = df[(df.arch == arch) & (df.ipc == 2)]["evaluate_seconds"]
+        assert cell.mean == pytest.approx(sel.mean()) and cell.unit == "s" and cell.n == 2
 
 
 def test_every_format_renders(results: Path) -> None:
