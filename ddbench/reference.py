@@ -145,3 +145,8 @@ def get_reference(name: str) -> Reference:
 def paper_order() -> list[str]:
     """ddbench method names in the order the paper's Table 1 lists them (for row ordering)."""
     return list(_T1)
+
+
+def paper_arch_order() -> list[str]:
+    """ddbench network names in the order the paper's Table 2 lists them (for column ordering)."""
+    return list(_T2_ARCHS)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ddbench.errors import ConfigError
 from ddbench.records import iter_records
-from ddbench.reference import Reference, get_reference, paper_order
+from ddbench.reference import Reference, get_reference, paper_arch_order, paper_order
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table as RichTable
@@ -351,7 +351,9 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
             raise ConfigError(f"the archs layout needs one dataset and IPC; found {pairs or 'none'}: pass --dataset and --ipc")
         s = summarise(sel, ["method", "protocol", "dataset", "ipc", "arch"], column)
         d0, i0 = pairs[0]
-        coords = [(d0, int(i0), a) for a in sorted(s["arch"].unique())]
+        order = paper_arch_order()  # the paper's Table 2 columns first, in its order, then any others
+        archs = sorted(s["arch"].unique(), key=lambda a: (order.index(a) if a in order else len(order), a))
+        coords = [(d0, int(i0), a) for a in archs]
         col_names = [a for _, _, a in coords]
         title = f"Cross-architecture {what[0].lower() + what[1:]} on {d0}, IPC {i0}"
     protocols = sorted(sel["protocol"].unique())

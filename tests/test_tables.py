@@ -50,6 +50,10 @@ def test_datasets_layout_matches_records(results: Path) -> None:
 def test_archs_layout(results: Path) -> None:
     t = build_table(load_frame(results), "archs", dataset="digits", ipc=2)
     assert t.columns == ["convnet3", "convnet3-bn"] and all("(n=2)" in c for c in t.text_rows()[0][1])
+    relabelled = load_frame(results).replace({"arch": {"convnet3": "resnet18", "convnet3-bn": "alexnet"}})
+    assert build_table(relabelled, "archs", dataset="digits", ipc=2).columns == ["resnet18", "alexnet"]  # Table 2's
+    relabelled["arch"] = relabelled["arch"].replace({"alexnet": "convnet3-bn"})  # not in Table 2: after its columns
+    assert build_table(relabelled, "archs", dataset="digits", ipc=2).columns == ["resnet18", "convnet3-bn"]
     with pytest.raises(ConfigError, match="needs one dataset and IPC"):
         build_table(load_frame(results), "archs")
 

@@ -1,0 +1,51 @@
+"""The measured records committed under ``records/`` stay usable: every file is a record this version reads,
+filed at the path its cell names, with its provenance, and the tables quoted in closing notes rebuild from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ddbench import config as cfgmod
+from ddbench.evaluation import StandardEvaluator
+from ddbench.profiles import get_profile
+from ddbench.records import Cell, iter_records
+from ddbench.tables import build_table, load_frame
+
+RECORDS = Path(__file__).resolve().parents[1] / "records"
+FILES = sorted(RECORDS.rglob("*.json"))
+TEST_SPLIT = {"mnist": 10000, "fashion-mnist": 10000, "cifar10": 10000, "digits": 500}  # full test split sizes
+
+
+def test_every_committed_file_is_a_readable_record_filed_by_its_cell() -> None:
+    assert FILES, f"no records under {RECORDS}"
+    readable = dict(iter_records(RECORDS))
+    assert sorted(readable) == FILES  # nothing skipped as unreadable, foreign or of another schema
+    for path, rec in readable.items():
+        assert Cell(**rec["cell"]).path(RECORDS) == path
+        assert 0.0 <= rec["accuracy"] <= 100.0 and rec["result"]["final_accuracy"] is not None
+        assert rec["git_revision"] and rec["versions"]["torch"] and rec["created"]
+        assert rec["timing"]["evaluate_seconds"] > 0 and rec["timing"]["distill_seconds"] >= 0
+
+
+def test_committed_records_follow_their_profiles_protocol() -> None:
+    for path, rec in iter_records(RECORDS):
+        cell = rec["cell"]
+        evaluation = {k.removeprefix("eval."): v for k, v in rec["overrides"].items() if k.startswith("eval.")}
+        expected = cfgmod.as_dict(cfgmod.build(StandardEvaluator.Config, cell["profile"], StandardEvaluator.profiles,
+                                               evaluation, owner="evaluator"))
+        assert {k: v for k, v in rec["protocol"].items() if k != "test_images"} == expected, path
+        assert cell["seed"] < get_profile(cell["profile"]).networks
+        if not expected["test_limit"]:
+            assert rec["protocol"]["test_images"] == TEST_SPLIT[cell["dataset"]], path
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "distill-seconds", "evaluate-seconds"])
+def test_tables_rebuild_from_committed_records(metric: str) -> None:
+    df = load_frame(RECORDS)
+    text = build_table(df, "datasets", metric=metric).render("markdown")
+    assert "random" in text
+    for (dataset, ipc), part in df.groupby(["dataset", "ipc"]):
+        if part["arch"].nunique() > 1:
+            assert dataset in build_table(df, "archs", dataset=dataset, ipc=int(ipc), metric=metric).title
