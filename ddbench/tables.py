@@ -368,8 +368,9 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
             r = by_key[(m, p)].get(coord)
             if r is None or pd.isna(r["mean"]):
                 cells.append(TableCell())
-            elif timing:
-                cells.append(TableCell(float(r["mean"]), n=int(r["n"]), unit="s"))
+            elif timing:  # n counts networks; a distillation time belongs to the set, not to each network
+                cells.append(TableCell(float(r["mean"]), n=None if column == "distill_seconds" else int(r["n"]),
+                                       unit="s"))
             else:
                 cells.append(TableCell(float(r["mean"]), float(r["std"]), int(r["n"])))
         rows.append(Row(_row_label(m, p, multi, protocols), cells))
