@@ -63,14 +63,21 @@ def label_width(names: list[str], fontsize: int) -> int:
     return max((text_width(n, fontsize) for n in names), default=0) + 2 * LABEL_MARGIN
 
 
+def _grid_layout(names: list[str], per_class: int, image_size: int, title: str | None) -> tuple[int, int, int]:
+    """(label column width, figure width, figure height) in pixels; text is measured once, here."""
+    cell = image_size * grid_scale(per_class)
+    left = label_width(names, grid_font(per_class))
+    width = left + per_class * (cell + PAD) + PAD
+    if title is not None:
+        width = max(width, text_width(title, TITLE_FONT) + 2 * LABEL_MARGIN)
+    return left, width, (PAD if title is None else TITLE_HEIGHT) + len(names) * (cell + PAD) + PAD
+
+
 def grid_size(names: list[str], per_class: int, image_size: int = 32, title: str | None = None) -> tuple[int, int]:
     """(width, height) in pixels of :func:`grid_png` for these class names (one row each), counts and title
     (the figure widens to fit a title longer than the grid)."""
-    cell = image_size * grid_scale(per_class)
-    width = label_width(names, grid_font(per_class)) + per_class * (cell + PAD) + PAD
-    if title is not None:
-        width = max(width, text_width(title, TITLE_FONT) + 2 * LABEL_MARGIN)
-    return width, (PAD if title is None else TITLE_HEIGHT) + len(names) * (cell + PAD) + PAD
+    _, width, height = _grid_layout(names, per_class, image_size, title)
+    return width, height
 
 
 def grid_png(pixels: Tensor, labels: Tensor, class_names: list[str], title: str | None = None,
@@ -91,8 +98,7 @@ def grid_png(pixels: Tensor, labels: Tensor, class_names: list[str], title: str 
     size = int(pixels.shape[-1])
     scale = grid_scale(per_class)
     cell = size * scale
-    width, height = grid_size(names, per_class, size, title)
-    left = label_width(names, grid_font(per_class))
+    left, width, height = _grid_layout(names, per_class, size, title)
     top = TITLE_HEIGHT if title is not None else PAD
     canvas = np.ones((height, width, 3), dtype=np.float32)
     img = pixels.detach().cpu().float().clamp(0, 1)
