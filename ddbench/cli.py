@@ -218,7 +218,9 @@ def _results_dir(results: Path) -> Path:
               help="datasets: methods x dataset/IPC (Table 1); archs: methods x architecture (Table 2); "
                    "ablation: the values of --key x dataset/IPC")
 @click.option("--format", "fmt", default="rich", show_default=True, help="rich, markdown, latex (booktabs), csv or html")
-@click.option("--arch", default=None, help="architecture for the datasets layout (default convnet3); ablation: filter")
+@click.option("--arch", default=None,
+              help="datasets layout: the architecture (default convnet3); archs layout: the columns, comma-separated "
+                   "(default: those recorded); ablation: filter")
 @click.option("--dataset", default=None, help="dataset for the archs layout; ablation: filter")
 @click.option("--ipc", type=int, default=None, help="IPC for the archs layout; ablation: filter")
 @click.option("-m", "--method", default=None, help="only this method (NAME or NAME+variant); ablation: the method")

@@ -307,8 +307,9 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
 
     ``metric``: what the datasets and archs layouts show, a key of :data:`METRICS` (accuracy, or the
     distillation / evaluation wall times that the records carry).
-    ``arch``: the datasets layout's architecture (default convnet3, or the only one recorded); the ablation
-    layout's filter. ``dataset``/``ipc``: the archs layout's cell (needed when several), ablation filters.
+    ``arch``: the datasets layout's architecture (default convnet3, or the only one recorded); the archs
+    layout's columns, comma-separated and in that order (default: every recorded one, in the paper's order);
+    the ablation layout's filter. ``dataset``/``ipc``: the archs layout's cell (needed when several), ablation filters.
     ``method``: keep only this method (a name, or name+variant). ``key``: the ablation layout's option.
     """
     check_choice(layout, LAYOUTS, "layout")
@@ -330,6 +331,7 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
         df = df[(df["method"] == method) | (df["base_method"] == method)]
         if df.empty:
             raise ConfigError(f"no records for method {method!r}")
+    unmeasured: list[str] = []
     if layout == "datasets":
         archs = sorted(set(df["arch"]))
         arch = arch or ("convnet3" if "convnet3" in archs or len(archs) != 1 else archs[0])
@@ -349,10 +351,18 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
         pairs = sorted({(d, i) for d, i in zip(sel["dataset"], sel["ipc"], strict=True)})
         if len(pairs) != 1:
             raise ConfigError(f"the archs layout needs one dataset and IPC; found {pairs or 'none'}: pass --dataset and --ipc")
-        s = summarise(sel, ["method", "protocol", "dataset", "ipc", "arch"], column)
         d0, i0 = pairs[0]
-        order = paper_arch_order()  # the paper's Table 2 columns first, in its order, then any others
-        archs = sorted(s["arch"].unique(), key=lambda a: (order.index(a) if a in order else len(order), a))
+        if arch is not None:  # the columns asked for, in that order; one without records stays visible as "–"
+            archs = list(dict.fromkeys(a.strip() for a in arch.split(",") if a.strip()))
+            unmeasured = [a for a in archs if a not in set(sel["arch"])]
+            sel = sel[sel["arch"].isin(archs)]
+            if sel.empty:
+                raise ConfigError(f"no records for --arch {arch} on {d0} IPC {i0}: recorded archs are "
+                                  f"{', '.join(sorted(df[(df['dataset'] == d0) & (df['ipc'] == i0)]['arch'].unique()))}")
+        s = summarise(sel, ["method", "protocol", "dataset", "ipc", "arch"], column)
+        if arch is None:
+            order = paper_arch_order()  # the paper's Table 2 columns first, in its order, then any others
+            archs = sorted(s["arch"].unique(), key=lambda a: (order.index(a) if a in order else len(order), a))
         coords = [(d0, int(i0), a) for a in archs]
         col_names = [a for _, _, a in coords]
         title = f"Cross-architecture {what[0].lower() + what[1:]} on {d0}, IPC {i0}"
@@ -377,6 +387,8 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
     notes = _notes(sel, s)
     if multi:
         notes = [notes[0]] + [f"P{i + 1}: {p}" for i, p in enumerate(protocols)]
+    if unmeasured:
+        notes.append(f"no records yet for {', '.join(unmeasured)} (–): not measured, not zero")
     if timing:
         return Table(title, col_names, rows, [metric_note, *notes[1:]])
     _mark_best(rows, [p for _, p in keys])

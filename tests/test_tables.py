@@ -58,6 +58,19 @@ def test_archs_layout(results: Path) -> None:
         build_table(load_frame(results), "archs")
 
 
+def test_archs_layout_shows_the_asked_columns(results: Path) -> None:
+    """--arch fixes Table 2's columns and order; an unmeasured one is a visible '–' with a note, not dropped."""
+    t = build_table(load_frame(results), "archs", arch="convnet3-bn,resnet18,convnet3", dataset="digits", ipc=2)
+    assert t.columns == ["convnet3-bn", "resnet18", "convnet3"]
+    (_, cells), = t.text_rows()
+    assert cells[1] == "–" and "(n=2)" in cells[0] and "(n=2)" in cells[2]
+    assert "no records yet for resnet18 (–): not measured, not zero" in t.notes
+    only = build_table(load_frame(results), "archs", arch="convnet3", dataset="digits", ipc=2)
+    assert only.columns == ["convnet3"] and not any("no records yet" in n for n in only.notes)
+    with pytest.raises(ConfigError, match="no records for --arch vgg11 on digits IPC 2: recorded archs are convnet3"):
+        build_table(load_frame(results), "archs", arch="vgg11", dataset="digits", ipc=2)
+
+
 @pytest.mark.parametrize("fmt", ["markdown", "latex", "csv"])
 def test_formats(results: Path, fmt: str) -> None:
     t = build_table(load_frame(results), "datasets")
