@@ -11,6 +11,7 @@ from ddbench import config as cfgmod
 from ddbench.evaluation import StandardEvaluator
 from ddbench.profiles import get_profile
 from ddbench.records import Cell, iter_records
+from ddbench.report import build_report
 from ddbench.tables import build_table, load_frame
 
 RECORDS = Path(__file__).resolve().parents[1] / "records"
@@ -49,3 +50,18 @@ def test_tables_rebuild_from_committed_records(metric: str) -> None:
     for (dataset, ipc), part in df.groupby(["dataset", "ipc"]):
         if part["arch"].nunique() > 1:
             assert dataset in build_table(df, "archs", dataset=dataset, ipc=int(ipc), metric=metric).title
+
+
+def test_report_shows_each_cross_architecture_cell_once() -> None:
+    """Architectures measured only where a Table 2 section exists get no Table 1 copy of the same cells."""
+    df = load_frame(RECORDS)
+    page = build_report(RECORDS)
+    others = sorted(set(df["arch"]) - {"convnet3"})
+    assert others, "the committed records hold no cross-architecture cells"
+    assert "Test accuracy (%) of convnet3 trained on distilled sets" in page
+    for arch in others:
+        cells = set(zip(df[df["arch"] == arch]["dataset"], df[df["arch"] == arch]["ipc"], strict=True))
+        for dataset, ipc in cells:
+            assert f"Cross-architecture test accuracy (%) on {dataset}, IPC {ipc}" in page
+            assert f">{arch}</th>" in page
+        assert f"Test accuracy (%) of {arch} trained on distilled sets" not in page
