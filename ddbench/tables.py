@@ -354,7 +354,8 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
         d0, i0 = pairs[0]
         if arch is not None:  # the columns asked for, in that order; one without records stays visible as "–"
             archs = list(dict.fromkeys(a.strip() for a in arch.split(",") if a.strip()))
-            unmeasured = [a for a in archs if a not in set(sel["arch"])]
+            recorded = set(sel["arch"])
+            unmeasured = [a for a in archs if a not in recorded]
             sel = sel[sel["arch"].isin(archs)]
             if sel.empty:
                 raise ConfigError(f"no records for --arch {arch} on {d0} IPC {i0}: recorded archs are "
