@@ -143,3 +143,12 @@ def _jsonable(o: Any) -> Any:
     if isinstance(o, (set, frozenset)):
         return sorted(o)
     return str(o)
+
+
+def parse_list(text: str | Sequence[str], what: str) -> list[str]:
+    """A comma-separated list (or a sequence) of names: stripped, empties dropped, duplicates removed in order."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out = [i.strip() for i in items if i.strip()]
+    if not out:
+        raise ConfigError(f"empty {what} list: give at least one, e.g. --{what} NAME")
+    return list(dict.fromkeys(out))

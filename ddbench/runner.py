@@ -21,6 +21,7 @@ import torch
 from ddbench import config as cfgmod
 from ddbench.api import Context, DistilledSet, Distiller, Evaluator, GenerativeDistiller, ImageSet
 from ddbench.cache import ArtifactCache
+from ddbench.config import parse_list
 from ddbench.datasets import load
 from ddbench.errors import ConfigError, DDBenchError
 from ddbench.plugins import Registries
@@ -30,14 +31,6 @@ from ddbench.records import SCHEMA, Cell, environment, read_record, write_record
 
 log = logging.getLogger(__name__)
 EVAL_PREFIX = "eval."
-
-
-def parse_list(text: str | Sequence[str], what: str) -> list[str]:
-    items = text.split(",") if isinstance(text, str) else list(text)
-    out = [i.strip() for i in items if i.strip()]
-    if not out:
-        raise ConfigError(f"empty {what} list: give at least one, e.g. --{what} NAME")
-    return list(dict.fromkeys(out))
 
 
 def parse_ipcs(text: str | Sequence[int | str]) -> list[int]:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
+from ddbench.config import parse_list
 from ddbench.errors import ConfigError
 from ddbench.records import iter_records
 from ddbench.reference import Reference, get_reference, paper_arch_order, paper_order
@@ -353,7 +354,7 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
             raise ConfigError(f"the archs layout needs one dataset and IPC; found {pairs or 'none'}: pass --dataset and --ipc")
         d0, i0 = pairs[0]
         if arch is not None:  # the columns asked for, in that order; one without records stays visible as "–"
-            archs = list(dict.fromkeys(a.strip() for a in arch.split(",") if a.strip()))
+            archs = parse_list(arch, "arch")
             recorded = set(sel["arch"])
             unmeasured = [a for a in archs if a not in recorded]
             sel = sel[sel["arch"].isin(archs)]
