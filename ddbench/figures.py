@@ -33,6 +33,7 @@ DPI = 100
 LABEL_MARGIN = 8  # pixels on each side of the longest class name, left of the images
 TITLE_HEIGHT = 28
 TITLE_FONT = 11
+ABLATION_TITLE_FONT = 10
 PAD = 2
 PNG_METADATA = {"Software": None}  # no URL or version strings inside the PNG
 
@@ -56,6 +57,18 @@ def grid_font(per_class: int) -> int:
 def text_width(text: str, fontsize: float) -> int:
     """Pixels that ``text`` takes when rendered at ``fontsize`` points and :data:`DPI`."""
     return int(np.ceil(TextPath((0, 0), text, size=fontsize).get_extents().width * DPI / 72)) if text else 0
+
+
+def wrap_text(text: str, width: int, fontsize: float) -> str:
+    """``text`` broken at spaces into lines of at most ``width`` pixels each at ``fontsize`` (a single word
+    wider than that keeps a line of its own)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and text_width(f"{lines[-1]} {word}", fontsize) <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return "\n".join(lines)
 
 
 def label_width(names: list[str], fontsize: int) -> int:
@@ -199,7 +212,7 @@ def ablation_png(summary: pd.DataFrame, key: str, title: str, size: tuple[int, i
     ax.set_xticks(range(len(values)), values)
     ax.set_xlabel(key)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(wrap_text(title, size[0] - 2 * TITLE_HEIGHT, ABLATION_TITLE_FONT), fontsize=ABLATION_TITLE_FONT)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title="mean ± sample std", title_fontsize=8)
     fig.tight_layout()

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ddbench.cli import main
 from ddbench.datasets import MNIST_CLASSES, load
-from ddbench.figures import LABEL_MARGIN, PAD, grid_png, grid_size, label_width
+from ddbench.figures import LABEL_MARGIN, PAD, grid_png, grid_size, label_width, text_width, wrap_text
 from ddbench.plugins import registries
 from ddbench.tables import build_ablation_table, load_frame
 
@@ -140,6 +140,18 @@ def test_grid_label_column_fits_the_longest_class_name() -> None:
         assert all(rgb.getpixel((x, y)) == (255, 255, 255) for x in range(left - LABEL_MARGIN // 2, left + PAD))
         assert rgb.getpixel((left + PAD + 5, y)) == (0, 0, 0)  # the first image starts right after the column
         assert any(rgb.getpixel((x, y)) != (255, 255, 255) for x in range(LABEL_MARGIN, left - LABEL_MARGIN))
+
+
+def test_long_titles_wrap_to_the_figure_width() -> None:
+    """An ablation title (method, variant, profile, protocol) is longer than the plot is wide: it wraps at
+    spaces so every line fits, and no word is lost; a short title stays one line."""
+    title = ("gdd-global-local on mnist IPC 1 convnet3: eval.mode ablation, profile quick, protocol "
+             "300 epochs, lr 0.01 step at 150, DSA augmentation, final-epoch accuracy, 5 networks")
+    wrapped = wrap_text(title, 500, 10)
+    assert text_width(title, 10) > 500 and len(wrapped.splitlines()) > 1
+    assert all(text_width(line, 10) <= 500 for line in wrapped.splitlines())
+    assert wrapped.split() == title.split()
+    assert wrap_text("w_l ablation", 500, 10) == "w_l ablation"
 
 
 def test_grid_from_a_method_goes_through_sample(tmp_path: Path) -> None:
