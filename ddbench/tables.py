@@ -14,6 +14,7 @@ import csv
 import html
 import io
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from ddbench.reference import Reference, get_reference, paper_arch_order, paper_
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table as RichTable
+
+log = logging.getLogger(__name__)
 
 DDOF = 1
 BASELINE = "random"
@@ -538,6 +541,14 @@ def ablation_frame(df: pd.DataFrame, key: str, method: str | None = None, datase
         return label + (f" [{r['profile']}]" if multi_profile else "")
 
     sel = sel.assign(series=[series(r) for _, r in sel.iterrows()])
+    # A (dataset, IPC, arch) where only one value was measured (say the default run's cross-architecture
+    # cells) is no ablation: drop it while some other column compares values.
+    where = ["dataset", "ipc", "arch"]
+    varied = sel.groupby(where)["value"].transform("nunique") > 1
+    if varied.any() and not varied.all():
+        log.info("ablation of %s: leaving out %d cells measured at one value only", key,
+                 sel.loc[~varied, where].drop_duplicates().shape[0])
+        sel = sel[varied]
     # An explicit `-o key=<default>` variant and the plain run measure the same cells (same configs, seeds):
     # count each measurement once, or n would double.
     same = [json.dumps([r["method_config"], r["eval_config"]], sort_keys=True, default=str) for _, r in sel.iterrows()]

@@ -101,6 +101,18 @@ def test_ablation_counts_a_default_valued_variant_once(ablated: dict) -> None:
     assert [r.label for r in t.rows] == ["1", "2"] and [r.cells[0].n for r in t.rows] == [2, 2]
 
 
+def test_ablation_leaves_out_cells_measured_at_one_value(ablated: dict) -> None:
+    """The default run's cross-architecture cells (one value of the key each) are no ablation columns."""
+    df = load_frame(ablated["res"])
+    other_arch = df[df["variant"] == "eval.epochs=2"].copy()
+    other_arch["method"], other_arch["variant"], other_arch["arch"] = "random", "", "alexnet"
+    other_arch["overrides"] = [{} for _ in range(len(other_arch))]
+    t = build_ablation_table(pd.concat([df, other_arch], ignore_index=True), "eval.epochs", method="random")
+    assert t.columns == ["digits IPC 1"] and [r.label for r in t.rows] == ["1", "2"]
+    only = build_ablation_table(other_arch, "eval.epochs", method="random")  # nothing varied: still a table
+    assert only.columns == ["digits IPC 1"] and [r.label for r in only.rows] == ["2"]
+
+
 def test_ablation_bolds_the_best_value_of_each_series(ablated: dict) -> None:
     df = load_frame(ablated["res"])
     other = df.copy()
