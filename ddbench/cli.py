@@ -221,7 +221,7 @@ def _results_dir(results: Path) -> Path:
 @click.option("--arch", default=None,
               help="datasets layout: the architecture (default convnet3); archs layout: the columns, comma-separated "
                    "(default: those recorded); ablation: filter")
-@click.option("--dataset", default=None, help="dataset for the archs layout; ablation: filter")
+@click.option("-d", "--dataset", default=None, help="dataset for the archs layout; ablation: filter")
 @click.option("--ipc", type=int, default=None, help="IPC for the archs layout; ablation: filter")
 @click.option("-m", "--method", default=None, help="only this method (NAME or NAME+variant); ablation: the method")
 @click.option("--key", default=None, help="ablation layout: the -o option whose values are the rows (e.g. w_l)")

@@ -28,6 +28,9 @@ def test_run_then_table(tmp_path: Path) -> None:
     f = tmp_path / "t.tex"
     assert invoke("table", "--results", str(out), "--format", "latex", "--output", str(f)).exit_code == 0
     assert r"\begin{tabular}" in f.read_text()
+    archs = invoke("table", "--results", str(out), "--layout", "archs", "-d", "digits", "--ipc", "1",
+                   "--format", "csv")  # -d as in `run`
+    assert archs.exit_code == 0 and archs.output.splitlines()[0] == "method,convnet3", archs.output
 
 
 def test_list_and_plugins() -> None:
