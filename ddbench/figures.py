@@ -34,6 +34,7 @@ LABEL_MARGIN = 8  # pixels on each side of the longest class name, left of the i
 TITLE_HEIGHT = 28
 TITLE_FONT = 11
 ABLATION_TITLE_FONT = 10
+ABLATION_TITLE_MARGIN = 28  # pixels kept clear left and right of a wrapped ablation title
 PAD = 2
 PNG_METADATA = {"Software": None}  # no URL or version strings inside the PNG
 
@@ -212,7 +213,7 @@ def ablation_png(summary: pd.DataFrame, key: str, title: str, size: tuple[int, i
     ax.set_xticks(range(len(values)), values)
     ax.set_xlabel(key)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(wrap_text(title, size[0] - 2 * TITLE_HEIGHT, ABLATION_TITLE_FONT), fontsize=ABLATION_TITLE_FONT)
+    ax.set_title(wrap_text(title, size[0] - 2 * ABLATION_TITLE_MARGIN, ABLATION_TITLE_FONT), fontsize=ABLATION_TITLE_FONT)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title="mean ± sample std", title_fontsize=8)
     fig.tight_layout()
