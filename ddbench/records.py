@@ -20,6 +20,12 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA = 1
+# How a record's numbers were computed beyond the evaluator's config, stored in its "protocol": the device type
+# (cpu, cuda, ...), torch's CPU thread count and the numeric precision. Results differ with each of them (e.g.
+# --threads 1 vs 2 changes DM's accuracies in the first decimal), so they are part of what a cell is: a rerun with
+# other values is refused, and tables give records that differ in them separate rows. Records made before these
+# fields existed lack them: read as unknown (None), never guessed.
+EXECUTION_KEYS = ("device_type", "threads", "precision")
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,21 @@ class Cell:
     def path(self, out: Path) -> Path:
         return (Path(out) / self.profile / self.dataset / self.method_label / f"ipc{self.ipc}" / self.arch
                 / f"seed{self.seed}.json")
+
+
+def execution_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's execution fields (:data:`EXECUTION_KEYS`); None where the record predates them."""
+    protocol = record.get("protocol") or {}
+    return {k: protocol.get(k) for k in EXECUTION_KEYS}
+
+
+def execution_label(record: dict[str, Any]) -> str:
+    """``"cpu, 2 threads, fp32"``; ``""`` for a record that predates the execution fields."""
+    e = execution_of(record)
+    if all(v is None for v in e.values()):
+        return ""
+    threads = "? threads" if e["threads"] is None else f"{e['threads']} thread" + ("" if e["threads"] == 1 else "s")
+    return ", ".join([str(e["device_type"] or "?"), threads, str(e["precision"] or "?")])
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:

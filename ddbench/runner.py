@@ -27,7 +27,7 @@ from ddbench.errors import ConfigError, DDBenchError
 from ddbench.plugins import Registries
 from ddbench.profiles import get_profile
 from ddbench.progress import Progress, null_progress
-from ddbench.records import SCHEMA, Cell, environment, read_record, write_record
+from ddbench.records import EXECUTION_KEYS, SCHEMA, Cell, environment, execution_of, read_record, write_record
 
 log = logging.getLogger(__name__)
 EVAL_PREFIX = "eval."
@@ -176,17 +176,33 @@ def cell_hash(cell: Cell, group: Group, evaluator: str) -> str:
                                "evaluator": evaluator, "eval_config": cfgmod.as_dict(group.eval_config)})
 
 
-def _is_done(path: Path, expected_hash: str, rerun: bool) -> bool:
+def execution(device: torch.device, eval_config: Any) -> dict[str, Any]:
+    """This process's :data:`~ddbench.records.EXECUTION_KEYS`: device type, torch CPU threads, precision (the
+    evaluator's ``precision`` option where it has one, else fp32)."""
+    precision = cfgmod.as_dict(eval_config).get("precision", "fp32")
+    return {"device_type": device.type, "threads": torch.get_num_threads(), "precision": str(precision)}
+
+
+def _is_done(path: Path, expected_hash: str, rerun: bool, current: dict[str, Any] | None = None) -> bool:
     if not path.is_file() or rerun:
         return False
     try:
-        old = read_record(path).get("config_hash")
-    except (OSError, ValueError):
+        record = read_record(path)
+        old = record.get("config_hash")
+    except (OSError, ValueError, AttributeError):
         return False  # unreadable partial file: redo the cell
     if old != expected_hash:
         raise ConfigError(f"{path} was recorded with a different config (hash {old} != {expected_hash}); "
                           f"use another --out, or --rerun to replace it")
+    recorded = execution_of(record)
+    for key in EXECUTION_KEYS:  # a record that predates a field (None) is kept; a known different value is not
+        if current is not None and recorded[key] is not None and recorded[key] != current[key]:
+            raise ConfigError(f"{path} was recorded with {key} {recorded[key]}, this run has {current[key]}; "
+                              f"match it ({_HOW[key]}), use another --out, or --rerun to replace it")
     return True
+
+
+_HOW = {"threads": "--threads", "device_type": "--device", "precision": "-o eval.precision"}
 
 
 @dataclass
@@ -224,9 +240,10 @@ def run_cell_group(group: Group, plan_: Plan, ctx: Context, train: ImageSet, tes
     evaluator_cls = plan_.regs.evaluators.get(req.evaluator)
     outcomes: list[Outcome] = []
     todo = []
+    current = execution(ctx.device, group.eval_config)
     for cell in group.cells:
         h = cell_hash(cell, group, req.evaluator)
-        if _is_done(cell.path(out_dir), h, req.rerun):
+        if _is_done(cell.path(out_dir), h, req.rerun, current):
             outcome = Outcome(cell, cell.path(out_dir), None)
             outcomes.append(outcome)
             if on_done:
@@ -253,7 +270,8 @@ def run_cell_group(group: Group, plan_: Plan, ctx: Context, train: ImageSet, tes
             "overrides": group.overrides,
             "evaluator": req.evaluator,
             "protocol": {**cfgmod.as_dict(group.eval_config), **{k: v for k, v in result.extra.items()
-                                                                   if k == "test_images"}},
+                                                                   if k == "test_images"},
+                         **execution(ctx.device, group.eval_config)},
             "result": result.extra,
             "distilled": {"images": len(distilled), "from_cache": from_cache,
                           **{k: v for k, v in distilled.meta.items() if k != "loss_history"}},

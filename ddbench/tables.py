@@ -25,7 +25,7 @@ import pandas as pd
 
 from ddbench.config import parse_list
 from ddbench.errors import ConfigError
-from ddbench.records import iter_records
+from ddbench.records import execution_label, iter_records
 from ddbench.reference import Reference, get_reference, paper_arch_order, paper_order
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,11 +64,13 @@ def protocol_label(rec: dict) -> str:
     parts = [rec["cell"]["profile"], f"E={p.get('epochs')}", "DSA" if p.get("augment") == "dsa" else "no aug",
              f"{p.get('accuracy', 'final')} acc", "on-the-fly" if p.get("mode") == "on-the-fly" else "fixed set",
              f"test={p.get('test_images')}"]
-    return ", ".join(str(x) for x in parts)
+    execution = execution_label(rec)  # device, threads, precision; "" for records that predate them
+    return ", ".join(str(x) for x in parts + ([execution] if execution else []))
 
 
 FRAME_COLUMNS = ["dataset", "method", "base_method", "variant", "ipc", "arch", "seed", "distill_seed", "profile",
-                 "protocol", "accuracy", "distill_seconds", "evaluate_seconds", "overrides", "method_config", "eval_config", "path"]
+                 "protocol", "execution", "accuracy", "distill_seconds", "evaluate_seconds", "overrides", "method_config",
+                 "eval_config", "path"]
 
 
 def load_frame(root: Path) -> pd.DataFrame:
@@ -80,7 +82,8 @@ def load_frame(root: Path) -> pd.DataFrame:
             "dataset": c["dataset"], "method": c["method"] + (f"+{c['variant']}" if c.get("variant") else ""),
             "base_method": c["method"], "variant": c.get("variant", ""),
             "ipc": int(c["ipc"]), "arch": c["arch"], "seed": int(c["seed"]), "distill_seed": int(c["distill_seed"]),
-            "profile": c["profile"], "protocol": protocol_label(rec), "accuracy": float(rec["accuracy"]),
+            "profile": c["profile"], "protocol": protocol_label(rec), "execution": execution_label(rec),
+            "accuracy": float(rec["accuracy"]),
             "distill_seconds": rec.get("timing", {}).get("distill_seconds"),
             "evaluate_seconds": rec.get("timing", {}).get("evaluate_seconds"),
             "overrides": dict(rec.get("overrides") or {}), "method_config": dict(rec.get("method_config") or {}),
@@ -532,13 +535,15 @@ def ablation_frame(df: pd.DataFrame, key: str, method: str | None = None, datase
         raise ConfigError(f"no records have option {key!r}: options found: {', '.join(known) or '(none)'}")
     okey = key.split(".", 1)[1] if "." in key and not key.startswith("eval.") else key
     multi_profile = sel["profile"].nunique() > 1
+    multi_execution = sel["execution"].nunique() > 1  # records of other threads/device/precision: own series
 
     def series(r: pd.Series) -> str:
         other = {k: v for k, v in r["overrides"].items() if k != okey}
         label = r["base_method"] + ("+" + ",".join(f"{k}={v}" for k, v in sorted(other.items())) if other else "")
         if "seeds=paired" in r["variant"]:
             label += " (paired seeds)"
-        return label + (f" [{r['profile']}]" if multi_profile else "")
+        label += f" [{r['profile']}]" if multi_profile else ""
+        return label + (f" [{r['execution'] or 'threads unknown'}]" if multi_execution else "")
 
     sel = sel.assign(series=[series(r) for _, r in sel.iterrows()])
     # A (dataset, IPC, arch) where only one value was measured (say the default run's cross-architecture

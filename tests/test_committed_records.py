@@ -10,7 +10,7 @@ import pytest
 from ddbench import config as cfgmod
 from ddbench.evaluation import StandardEvaluator
 from ddbench.profiles import get_profile
-from ddbench.records import Cell, iter_records
+from ddbench.records import EXECUTION_KEYS, Cell, iter_records
 from ddbench.report import build_report
 from ddbench.tables import build_table, load_frame
 
@@ -36,7 +36,8 @@ def test_committed_records_follow_their_profiles_protocol() -> None:
         evaluation = {k.removeprefix("eval."): v for k, v in rec["overrides"].items() if k.startswith("eval.")}
         expected = cfgmod.as_dict(cfgmod.build(StandardEvaluator.Config, cell["profile"], StandardEvaluator.profiles,
                                                evaluation, owner="evaluator"))
-        assert {k: v for k, v in rec["protocol"].items() if k != "test_images"} == expected, path
+        assert {k: v for k, v in rec["protocol"].items()
+                if k != "test_images" and (k not in EXECUTION_KEYS or k in expected)} == expected, path
         assert cell["seed"] < get_profile(cell["profile"]).networks
         if not expected["test_limit"]:
             assert rec["protocol"]["test_images"] == TEST_SPLIT[cell["dataset"]], path

@@ -64,8 +64,10 @@ def test_ablate_makes_one_variant_per_value(ablated: dict) -> None:
     assert variants == ["random+eval.epochs=1", "random+eval.epochs=2"]
     df = load_frame(res)
     assert sorted(df.groupby("variant").size().items()) == [("eval.epochs=1", 2), ("eval.epochs=2", 2)]
-    assert set(df["protocol"]) == {"smoke, E=1, DSA, final acc, fixed set, test=500",
-                                   "smoke, E=2, DSA, final acc, fixed set, test=500"}
+    threads = torch.get_num_threads()  # the CLI runs in this process, with torch's thread count
+    execution = f"cpu, {threads} thread{'s' if threads > 1 else ''}, fp32"
+    assert set(df["protocol"]) == {f"smoke, E=1, DSA, final acc, fixed set, test=500, {execution}",
+                                   f"smoke, E=2, DSA, final acc, fixed set, test=500, {execution}"}
     out = ablated["output"]
     assert "| eval.epochs | digits IPC 1 |" in out and re.search(r"\| 1 \| .*\(n=2\) \|", out)
     assert re.search(r"\| 2 \| .*\(n=2\) \|", out) and out.count("**") >= 2  # the best value in bold

@@ -161,3 +161,32 @@ def test_cache_keys_depend_on_the_training_data(tmp_path: Path) -> None:
     a, b = (cls(cls.Config(), Context(spec, regs.networks, ArtifactCache(tmp_path), data_id=k)).config_key(ipc=1)
             for k in sorted(keys))
     assert a != b
+
+
+def test_records_carry_threads_device_and_precision_and_never_mix_them(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thread count, device type and precision are in each record's protocol; a rerun with another thread count
+    is refused, and a table gives records that differ in them their own rows (old records: threads unknown)."""
+    import torch
+
+    from ddbench.tables import build_table, load_frame
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    runner.execute(runner.plan(registries(), _req(tmp_path, ipcs=[1])))
+    path = tmp_path / "res/smoke/digits/random/ipc1/convnet3/seed0.json"
+    rec = json.loads(path.read_text())
+    assert {k: rec["protocol"][k] for k in ("device_type", "threads", "precision")} == \
+        {"device_type": "cpu", "threads": 1, "precision": "fp32"}
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    with pytest.raises(ConfigError, match="recorded with threads 1, this run has 2"):
+        runner.execute(runner.plan(registries(), _req(tmp_path, ipcs=[1])))
+    # a record made before the fields existed: read as unknown, kept on resume, never pooled with known ones
+    for k in ("device_type", "threads", "precision"):
+        del rec["protocol"][k]
+    path.write_text(json.dumps(rec))
+    path.with_name("seed1.json").unlink()
+    outcomes = runner.execute(runner.plan(registries(), _req(tmp_path, ipcs=[1])))  # seed0 (unknown) is kept
+    assert [o.record is None for o in outcomes] == [True, False]
+    rows = build_table(load_frame(tmp_path / "res"), "datasets").text_rows()
+    assert [label for label, _ in rows] == ["random [P1]", "random [P2]"]
+    assert sorted(cells[0].split("n=")[1][0] for _, cells in rows) == ["1", "1"]
