@@ -232,61 +232,88 @@ def distilled_set(distiller: Distiller, train: ImageSet, ipc: int, seed: int,
     return out, seconds, False
 
 
+def pending(group: Group, req: Request, current: dict[str, Any]) -> tuple[list[Outcome], list[tuple[Cell, str]]]:
+    """(outcomes of the cells already recorded, (cell, config hash) of every cell still to compute); ``current``:
+    the :func:`execution` the cells will be computed with (a record made with another one is refused)."""
+    out_dir = Path(req.out)
+    done: list[Outcome] = []
+    todo: list[tuple[Cell, str]] = []
+    for cell in group.cells:
+        h = cell_hash(cell, group, req.evaluator)
+        if _is_done(cell.path(out_dir), h, req.rerun, current):
+            done.append(Outcome(cell, cell.path(out_dir), None))
+        else:
+            todo.append((cell, h))
+    return done, todo
+
+
+def check_distilled(group: Group, distilled: DistilledSet, ctx: Context, train: ImageSet) -> None:
+    if tuple(distilled.images.shape[1:]) != tuple(train.images.shape[1:]) or len(distilled) != group.ipc * ctx.dataset.num_classes:
+        raise DDBenchError(f"method {group.method!r} returned {tuple(distilled.images.shape)} images; expected "
+                           f"{group.ipc * ctx.dataset.num_classes} of shape {tuple(train.images.shape[1:])}")
+
+
+def evaluate_cell(group: Group, req: Request, ctx: Context, evaluator: Evaluator, test: ImageSet,
+                  distilled: DistilledSet, distill_seconds: float, from_cache: bool, cell: Cell, h: str) -> Outcome:
+    """Train and test one cell's network on ``distilled``; write its record atomically."""
+    t0 = time.perf_counter()
+    result = evaluator.evaluate(distilled, test, cell.arch, cell.seed)
+    record = {
+        "schema": SCHEMA,
+        "cell": cell.__dict__,
+        "accuracy": result.accuracy,
+        "config_hash": h,
+        "method_config": cfgmod.as_dict(group.method_config),
+        "overrides": group.overrides,
+        "evaluator": req.evaluator,
+        "protocol": {**cfgmod.as_dict(group.eval_config), **{k: v for k, v in result.extra.items()
+                                                               if k == "test_images"},
+                     **execution(ctx.device, group.eval_config)},
+        "result": result.extra,
+        "distilled": {"images": len(distilled), "from_cache": from_cache,
+                      **{k: v for k, v in distilled.meta.items() if k != "loss_history"}},
+        "timing": {"distill_seconds": round(distill_seconds, 3), "evaluate_seconds": round(time.perf_counter() - t0, 3)},
+        "device": str(ctx.device),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **environment(),
+    }
+    path = cell.path(Path(req.out))
+    write_record(path, record)
+    return Outcome(cell, path, record)
+
+
 def run_cell_group(group: Group, plan_: Plan, ctx: Context, train: ImageSet, test: ImageSet,
                    on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Distil once (if any cell is missing) and evaluate every missing cell of ``group``."""
     req = plan_.request
-    out_dir = Path(req.out)
-    evaluator_cls = plan_.regs.evaluators.get(req.evaluator)
-    outcomes: list[Outcome] = []
-    todo = []
-    current = execution(ctx.device, group.eval_config)
-    for cell in group.cells:
-        h = cell_hash(cell, group, req.evaluator)
-        if _is_done(cell.path(out_dir), h, req.rerun, current):
-            outcome = Outcome(cell, cell.path(out_dir), None)
-            outcomes.append(outcome)
-            if on_done:
-                on_done(outcome)
-        else:
-            todo.append((cell, h))
+    outcomes, todo = pending(group, req, execution(ctx.device, group.eval_config))
+    for outcome in outcomes:
+        if on_done:
+            on_done(outcome)
     if not todo:
         return outcomes
     distiller = group.method_cls(group.method_config, ctx)
     distilled, distill_seconds, from_cache = distilled_set(distiller, train, group.ipc, group.distill_seed, ctx.cache)
-    if tuple(distilled.images.shape[1:]) != tuple(train.images.shape[1:]) or len(distilled) != group.ipc * ctx.dataset.num_classes:
-        raise DDBenchError(f"method {group.method!r} returned {tuple(distilled.images.shape)} images; expected "
-                           f"{group.ipc * ctx.dataset.num_classes} of shape {tuple(train.images.shape[1:])}")
-    evaluator: Evaluator = evaluator_cls(group.eval_config, ctx)
+    check_distilled(group, distilled, ctx, train)
+    evaluator: Evaluator = plan_.regs.evaluators.get(req.evaluator)(group.eval_config, ctx)
     for cell, h in todo:
-        t0 = time.perf_counter()
-        result = evaluator.evaluate(distilled, test, cell.arch, cell.seed)
-        record = {
-            "schema": SCHEMA,
-            "cell": cell.__dict__,
-            "accuracy": result.accuracy,
-            "config_hash": h,
-            "method_config": cfgmod.as_dict(group.method_config),
-            "overrides": group.overrides,
-            "evaluator": req.evaluator,
-            "protocol": {**cfgmod.as_dict(group.eval_config), **{k: v for k, v in result.extra.items()
-                                                                   if k == "test_images"},
-                         **execution(ctx.device, group.eval_config)},
-            "result": result.extra,
-            "distilled": {"images": len(distilled), "from_cache": from_cache,
-                          **{k: v for k, v in distilled.meta.items() if k != "loss_history"}},
-            "timing": {"distill_seconds": round(distill_seconds, 3), "evaluate_seconds": round(time.perf_counter() - t0, 3)},
-            "device": str(ctx.device),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **environment(),
-        }
-        path = cell.path(out_dir)
-        write_record(path, record)
-        outcome = Outcome(cell, path, record)
+        outcome = evaluate_cell(group, req, ctx, evaluator, test, distilled, distill_seconds, from_cache, cell, h)
         outcomes.append(outcome)
         if on_done:
             on_done(outcome)
     return outcomes
+
+
+def dataset_context(regs: Registries, req: Request, dataset: str, cache: ArtifactCache,
+                    progress: Progress = null_progress) -> tuple[Context, ImageSet, ImageSet]:
+    """(context, train split, test split) of one dataset: what every group of that dataset runs in."""
+    device = torch.device(req.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    spec = regs.datasets.get(dataset)
+    train = load(spec, "train", req.data_root, req.download)
+    test = load(spec, "test", req.data_root, req.download)
+    ctx = Context(spec, regs.networks, cache, device, progress, checkpoint_dir=cache.root / "checkpoints",
+                  profile=req.profile, data_id=f"{spec.name}:{train.fingerprint()}")
+    return ctx, train, test
 
 
 def execute(plan_: Plan, progress: Progress = null_progress,
@@ -294,16 +321,10 @@ def execute(plan_: Plan, progress: Progress = null_progress,
     """Run every group of the plan; records are written as cells finish."""
     req = plan_.request
     environment()  # provenance of the code this process loaded, taken now: an editable checkout may move on
-    device = torch.device(req.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cache = ArtifactCache(req.cache_dir)
     outcomes: list[Outcome] = []
     for dataset, groups in groupby(plan_.groups, key=lambda g: g.dataset):
-        spec = plan_.regs.datasets.get(dataset)
-        train = load(spec, "train", req.data_root, req.download)
-        test = load(spec, "test", req.data_root, req.download)
-        ctx = Context(spec, plan_.regs.networks, cache, device, progress,
-                      checkpoint_dir=cache.root / "checkpoints", profile=req.profile,
-                      data_id=f"{spec.name}:{train.fingerprint()}")
+        ctx, train, test = dataset_context(plan_.regs, req, dataset, cache, progress)
         for group in groups:
             outcomes += run_cell_group(group, plan_, ctx, train, test, on_done)
     return outcomes
