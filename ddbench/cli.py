@@ -58,7 +58,9 @@ def _force_progress() -> bool:
 
 def _error(message: str) -> None:
     """The one-line error every bad input ends in (stderr)."""
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)  # e.g. 'ddbench[ray]' stays
 
 
 class _Group(click.Group):
@@ -125,7 +127,16 @@ def _sweep_options(func: Any) -> Any:
         click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)"),
         click.option("--rerun", is_flag=True, help="recompute cells that already have a record"),
         click.option("--threads", type=click.IntRange(min=1), default=None,
-                     help="torch CPU threads (default: torch's choice; 1 is faster when other jobs share the cores)"),
+                     help="torch CPU threads (default: torch's choice; 1 is faster when other jobs share the cores); "
+                          "ray: CPUs per task, its torch threads (default 1)"),
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="local: cells run in this process; ray: cells run as Ray tasks (pip install 'ddbench[ray]')"),
+        click.option("--address", default=None,
+                     help="ray: join this Ray cluster (auto, ray://head:10001) instead of starting a local Ray"),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="ray, local Ray: tasks at once (default: CPU cores // threads)"),
+        click.option("--retries", type=click.IntRange(min=0), default=None,
+                     help="ray: extra tries of a task that failed or whose worker died (default 2)"),
     )):
         func = opt(func)
     return func
@@ -138,18 +149,96 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _cell_reporter(bar: Progress, overall: Any) -> Any:
-    """The callback that advances the overall bar and prints each newly measured cell."""
+def _cell_name(c: Any) -> str:
+    return f"{c.method_label} {c.dataset} ipc{c.ipc} {c.arch} seed{c.seed}"
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _cell_reporter(bar: Progress, overall: Any, total: int) -> Any:
+    """The callback that advances the overall bar and prints each newly measured cell with the count of cells
+    done and an ETA (from the cells measured so far: logs of a non-terminal run show progress too)."""
+    import time
+
+    state = {"done": 0, "measured": 0, "start": time.perf_counter()}
 
     def done(outcome: Any) -> None:
-        c = outcome.cell
+        state["done"] += 1
         acc = "recorded" if outcome.record is None else f"{outcome.record['accuracy']:.2f}%"
-        info = f"{c.method_label} {c.dataset} ipc{c.ipc} {c.arch} seed{c.seed}: {acc}"
+        info = f"{_cell_name(outcome.cell)}: {acc}"
         bar.update(overall, advance=1, info=info)
         if outcome.record is not None:
-            console.print(f"  {info}", highlight=False)
+            state["measured"] += 1
+            rate = (time.perf_counter() - state["start"]) / state["measured"]
+            eta = _duration(rate * (total - state["done"]))
+            console.print(f"  [{state['done']}/{total}, eta {eta}] {info}", highlight=False, markup=False)
 
     return done
+
+
+def _check_executor(executor: str, address: str | None, workers: int | None, retries: int | None) -> None:
+    """Executor options that do not fit together; Ray missing (before anything is written)."""
+    if executor == "local":
+        given = [n for n, v in (("--address", address), ("--workers", workers), ("--retries", retries)) if v is not None]
+        if given:
+            raise DDBenchError(f"{given[0]} applies to the ray executor only; add --executor ray or drop {given[0]}")
+        return
+    if address is not None and workers is not None:
+        raise DDBenchError("--workers sizes a local Ray; a cluster at --address has its own size: drop --workers")
+    from ddbench.ray_executor import import_ray
+
+    import_ray()
+
+
+def _execute(plans: list[Any], bar: Progress, executor: str, address: str | None, workers: int | None,
+             retries: int | None, threads: int | None) -> list[Any]:
+    """Run the plans' cells with the chosen executor; returns the cells that failed (ray: the sweep goes on past
+    them; local: the first error stops the sweep)."""
+    import time
+
+    total = sum(len(p.cells) for p in plans)
+    overall = bar.add_task("cells", total=total, info="")
+    done = _cell_reporter(bar, overall, total)
+    if executor == "local":
+        from ddbench.runner import execute
+
+        for p in plans:
+            execute(p, RichProgress(bar), done)
+        return []
+    from ddbench.ray_executor import RayOptions, execute_ray, merge
+
+    options = RayOptions(address=address, workers=workers, cpus_per_task=threads or 1,
+                         retries=2 if retries is None else retries)
+    t0 = time.perf_counter()
+
+    def started() -> None:
+        import ray
+
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        where = f"Ray cluster at {address}" if address else "local Ray"
+        console.print(f"{where}: {cpus} CPUs, {options.cpus_per_task} per task, up in {time.perf_counter() - t0:.1f} s",
+                      highlight=False)
+
+    def failed(f: Any) -> None:
+        bar.update(overall, advance=1, info=f"{_cell_name(f.cell)}: FAILED")
+        console.print(f"  FAILED {_cell_name(f.cell)}: {f.error}", highlight=False, markup=False)
+
+    _, failures = execute_ray(merge(plans), options, done, failed, started)
+    return failures
+
+
+def _report_failures(failures: list[Any], ctx: click.Context) -> None:
+    """Name every cell that kept failing (after the table of the others); exit 1."""
+    if not failures:
+        return
+    console.print(f"{len(failures)} cell(s) failed (after retries); rerun the same command to retry them:",
+                  highlight=False)
+    for f in failures:
+        console.print(f"  {_cell_name(f.cell)}: {f.error}", highlight=False, markup=False)
+    ctx.exit(1)
 
 
 @main.command()
@@ -161,11 +250,13 @@ def _cell_reporter(bar: Progress, overall: Any) -> Any:
 @_sweep_options
 def run(methods: str, datasets: str, ipc: str, archs: str, profile: str, seeds: str | None, paired_seeds: bool,
         overrides: tuple[str, ...], out: Path, data_root: str | None, download: bool, cache_dir: Path | None,
-        device: str | None, rerun: bool, threads: int | None) -> None:
+        device: str | None, rerun: bool, threads: int | None, executor: str, address: str | None,
+        workers: int | None, retries: int | None) -> None:
     """Distil and evaluate every (dataset, method, IPC, arch, seed) cell; finished cells are skipped."""
-    from ddbench.runner import Request, execute, parse_ipcs, parse_list, plan
+    from ddbench.runner import Request, parse_ipcs, parse_list, plan
     from ddbench.tables import build_table, load_frame
 
+    _check_executor(executor, address, workers, retries)
     seed_list = None
     if seeds is not None:
         try:
@@ -181,14 +272,13 @@ def run(methods: str, datasets: str, ipc: str, archs: str, profile: str, seeds: 
     cells = the_plan.cells
     console.print(f"{len(cells)} cells ({len(the_plan.groups)} distilled sets), profile {profile}, results in {out}")
     with _progress() as bar:
-        overall = bar.add_task("cells", total=len(cells), info="")
-        done = _cell_reporter(bar, overall)
-        execute(the_plan, RichProgress(bar), done)
+        failures = _execute([the_plan], bar, executor, address, workers, retries, threads)
     frame = load_frame(out)
     keep = {p for p in (str(c.path(out)) for c in cells)}
     frame = frame[frame["path"].isin(keep)]
     for arch in dict.fromkeys(c.arch for c in cells):
         _print_table(build_table(frame, "datasets", arch=arch), "rich")
+    _report_failures(failures, click.get_current_context())
 
 
 def _print_table(table: Any, fmt: str, output: Path | None = None) -> None:
@@ -270,13 +360,14 @@ def _seed_list(seeds: str | None) -> list[int] | None:
               help="also write accuracy vs value (mean ± std) as a PNG")
 def ablate(method: str, datasets: str, ipc: str, key: str, values: str, archs: str, profile: str, seeds: str | None,
            paired_seeds: bool, overrides: tuple[str, ...], out: Path, data_root: str | None, download: bool,
-           cache_dir: Path | None, device: str | None, rerun: bool, threads: int | None, fmt: str,
-           figure_path: Path | None) -> None:
+           cache_dir: Path | None, device: str | None, rerun: bool, threads: int | None, executor: str,
+           address: str | None, workers: int | None, retries: int | None, fmt: str, figure_path: Path | None) -> None:
     """Sweep one -o option over VALUES (one variant per value; resumable like run), then print the ablation."""
-    from ddbench.runner import Request, execute, parse_ipcs, parse_list, plan
+    from ddbench.runner import Request, parse_ipcs, parse_list, plan
     from ddbench.tables import FORMATS, ablation_frame, ablation_summary, build_ablation_table, check_choice, load_frame
 
     check_choice(fmt, FORMATS, "table format")
+    _check_executor(executor, address, workers, retries)
     methods = parse_list(method, "method")
     if len(methods) != 1:
         raise DDBenchError(f"ablate varies one method's option; got {len(methods)} methods ({method}): give one --method")
@@ -303,10 +394,7 @@ def ablate(method: str, datasets: str, ipc: str, key: str, values: str, archs: s
     console.print(f"{len(value_list)} values of {key} x {len(cells) // len(value_list)} cells, profile {profile}, "
                   f"results in {out}")
     with _progress() as bar:
-        overall = bar.add_task("cells", total=len(cells), info="")
-        done = _cell_reporter(bar, overall)
-        for p in plans:
-            execute(p, RichProgress(bar), done)
+        failures = _execute(plans, bar, executor, address, workers, retries, threads)
     frame = load_frame(out)
     frame = frame[frame["path"].isin({str(c.path(out)) for c in cells})]
     _print_table(build_ablation_table(frame, key, method=methods[0]), fmt)
@@ -316,6 +404,7 @@ def ablate(method: str, datasets: str, ipc: str, key: str, values: str, archs: s
         t = build_ablation_table(frame, key, method=methods[0])
         write_png(ablation_png(ablation_summary(ablation_frame(frame, key, method=methods[0])), key, t.title), figure_path)
         console.print(f"wrote {figure_path}")
+    _report_failures(failures, click.get_current_context())
 
 
 @main.group()

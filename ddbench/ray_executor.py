@@ -1,0 +1,265 @@
+"""Run a sweep's cells as Ray tasks: on a local Ray (one machine, N workers) or on an existing Ray cluster.
+
+The plan becomes a small DAG. Each group's distillation (for a generative method: the generator fit plus one
+sampling pass) is one task; its cells' evaluations are tasks that take the distilled set as an argument, so
+Ray starts them when it is ready and ships the set to whichever worker runs them. Artifacts go through the
+content-addressed cache as with the local executor (a cached set or generator is loaded, not recomputed), and
+the groups that share one generator (the IPCs of a generative method) run one after another, so the generator
+is fitted once. Every evaluation task writes its own record atomically into the results folder (shared storage
+on a cluster), exactly the record the local executor writes; resume and ``--rerun`` work the same way.
+
+Failures: a task that raises or whose worker dies is retried ``retries`` times; a ddbench error (bad config, a
+diverged loss) is deterministic and is not retried. A cell that still fails is reported with its error and
+the sweep goes on with the others.
+
+Ray is optional (``pip install 'ddbench[ray]'``); nothing here imports it until a sweep asks for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ddbench.api import DistilledSet
+from ddbench.cache import ArtifactCache
+from ddbench.errors import ConfigError, DDBenchError
+from ddbench.records import Cell
+from ddbench.runner import (
+    Group,
+    Outcome,
+    Plan,
+    Request,
+    check_distilled,
+    dataset_context,
+    distilled_set,
+    evaluate_cell,
+    pending,
+)
+from ddbench.runner import _is_done as is_done
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "the ray executor needs Ray, which is not installed: pip install 'ddbench[ray]' (or pip install 'ray>=2.9')"
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a one-line :class:`DDBenchError` saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise DDBenchError(INSTALL_HINT) from None
+    return ray
+
+
+@dataclass
+class RayOptions:
+    """How to reach Ray and what each task asks of it."""
+
+    address: str | None = None  # an existing cluster ("auto", "ray://head:10001", "head:6379"); None: start a local Ray
+    workers: int | None = None  # local Ray: tasks run at once (default: this machine's cores // cpus_per_task)
+    cpus_per_task: int = 1  # each task pins its torch threads to this
+    retries: int = 2  # extra tries of a task that raised or whose worker died
+
+
+@dataclass
+class Failure:
+    cell: Cell
+    error: str
+
+
+@dataclass
+class Failed:
+    """A task's result when a deterministic ddbench error stopped it (returned, so that Ray does not retry it)."""
+
+    error: str
+
+
+# ---------------------------------------------------------------- worker side: one Ray worker process runs many tasks
+
+_WORKER: dict[tuple[Any, ...], Any] = {}
+
+
+def _pin_threads() -> int:
+    """Torch threads = the CPUs Ray gave this task, so N tasks on N cores do not oversubscribe."""
+    ray = import_ray()
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    n = max(1, int(cpus))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def _dataset(req: Request, dataset: str) -> Any:
+    """(context, train, test) of ``dataset``, loaded once per worker process."""
+    key = (dataset, req.data_root, str(req.cache_dir), req.device, req.profile, req.download)
+    if key not in _WORKER:
+        from ddbench.plugins import registries
+
+        _WORKER[key] = dataset_context(registries(), req, dataset, ArtifactCache(req.cache_dir))
+    return _WORKER[key]
+
+
+def _distil(req: Request, group: Group, *after: Any) -> tuple[DistilledSet, float, bool] | Failed:
+    """Task: the group's distilled set (from the cache when made before). ``after``: tasks to wait for (the
+    group that fits the shared generator)."""
+    _pin_threads()
+    try:
+        ctx, train, _ = _dataset(req, group.dataset)
+        distiller = group.method_cls(group.method_config, ctx)
+        out = distilled_set(distiller, train, group.ipc, group.distill_seed, ctx.cache)
+        check_distilled(group, out[0], ctx, train)
+    except DDBenchError as exc:
+        return Failed(str(exc))
+    return out
+
+
+def _evaluate(req: Request, group: Group, cell: Cell, config_hash: str,
+              distilled: tuple[DistilledSet, float, bool] | Failed) -> Outcome | Failed:
+    """Task: evaluate one cell on its group's distilled set and write the record (atomically)."""
+    if isinstance(distilled, Failed):
+        return distilled
+    _pin_threads()
+    try:
+        path = cell.path(Path(req.out))
+        if not req.rerun and is_done(path, config_hash, False):
+            return Outcome(cell, path, None)  # recorded meanwhile (another sweep on this folder)
+        ctx, _, test = _dataset(req, group.dataset)
+        from ddbench.plugins import registries
+
+        evaluator = registries().evaluators.get(req.evaluator)(group.eval_config, ctx)
+        return evaluate_cell(group, req, ctx, evaluator, test, *distilled, cell, config_hash)
+    except DDBenchError as exc:
+        return Failed(str(exc))
+
+
+# ---------------------------------------------------------------- driver side
+
+
+def _absolute(req: Request) -> Request:
+    """Paths the workers resolve must not depend on their working directory."""
+    return replace(req, out=Path(req.out).resolve(),
+                   cache_dir=None if req.cache_dir is None else Path(req.cache_dir).resolve(),
+                   data_root=None if req.data_root is None else str(Path(req.data_root).resolve()))
+
+
+def connect(ray: Any, options: RayOptions) -> bool:
+    """Join ``options.address`` or start a local Ray on the loopback interface; True if this call started it."""
+    if ray.is_initialized():
+        return False
+    quiet = dict(log_to_driver=False, logging_level=logging.WARNING)
+    if options.address:
+        try:
+            ray.init(address=options.address, **quiet)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise DDBenchError(f"cannot connect to the Ray cluster at --address {options.address} "
+                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                               f"start one with `ray start --head` or drop --address for a local Ray") from None
+        return True
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home from a benchmark run
+    workers = options.workers or max(1, (os.cpu_count() or 1) // options.cpus_per_task)
+    ray.init(num_cpus=workers * options.cpus_per_task, include_dashboard=False, _node_ip_address="127.0.0.1",
+             **quiet)
+    return True
+
+
+def _gpus_per_task(ray: Any, device: str | None) -> tuple[float, str]:
+    """(GPUs each task asks for, the device string the workers use)."""
+    has_gpu = ray.cluster_resources().get("GPU", 0) >= 1
+    if device is not None and device.startswith("cuda"):
+        if not has_gpu:
+            raise ConfigError(f"--device {device} but the Ray cluster has no GPU; use --device cpu")
+        return 1, "cuda"  # Ray sets CUDA_VISIBLE_DEVICES: the task's GPU is cuda:0 inside it
+    if device is None and has_gpu:
+        return 1, "cuda"
+    return 0, device or "cpu"
+
+
+def _one_line(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {cause}".splitlines()[0]
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _generator_key(group: Group) -> tuple[Any, ...] | None:
+    """Groups of a generative method that share one fitted generator (it is IPC-independent)."""
+    from ddbench.api import GenerativeDistiller
+
+    if not issubclass(group.method_cls, GenerativeDistiller):
+        return None
+    return group.dataset, group.method, group.cells[0].variant if group.cells else "", group.distill_seed
+
+
+def execute_ray(plan_: Plan, options: RayOptions, on_done: Callable[[Outcome], None] | None = None,
+                on_failure: Callable[[Failure], None] | None = None,
+                on_start: Callable[[], None] | None = None) -> tuple[list[Outcome], list[Failure]]:
+    """Run every missing cell of the plan on Ray; returns (outcomes, failures). Recorded cells are reported
+    (``on_done`` with ``record=None``) before Ray starts; ``on_start`` is called once Ray is up."""
+    ray = import_ray()
+    req = _absolute(plan_.request)
+    outcomes: list[Outcome] = []
+    work: list[tuple[Group, list[tuple[Cell, str]]]] = []
+    for group in plan_.groups:
+        done, todo = pending(group, req)
+        for outcome in done:
+            outcomes.append(outcome)
+            if on_done:
+                on_done(outcome)
+        if todo:
+            work.append((group, todo))
+    failures: list[Failure] = []
+    if not work:
+        return outcomes, failures
+    started = connect(ray, options)
+    try:
+        gpus, device = _gpus_per_task(ray, req.device)
+        req = replace(req, device=device)
+        if on_start:
+            on_start()
+        resources = dict(num_cpus=options.cpus_per_task, num_gpus=gpus, max_retries=options.retries,
+                         retry_exceptions=True)
+        distil = ray.remote(_distil).options(**resources)
+        evaluate = ray.remote(_evaluate).options(**resources)
+        fitting: dict[tuple[Any, ...], Any] = {}  # generator key -> the distil task that fits it
+        cells: dict[Any, Cell] = {}
+        for group, todo in work:
+            key = _generator_key(group)
+            after = [fitting[key]] if key in fitting else []
+            ref = distil.remote(req, group, *after)
+            if key is not None:
+                fitting.setdefault(key, ref)
+            for cell, h in todo:
+                cells[evaluate.remote(req, group, cell, h, ref)] = cell
+        while cells:
+            ready, _ = ray.wait(list(cells), num_returns=1)
+            for ref in ready:
+                cell = cells.pop(ref)
+                try:
+                    value = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    value = Failed(_one_line(exc))
+                if isinstance(value, Failed):
+                    failure = Failure(cell, value.error)
+                    failures.append(failure)
+                    if on_failure:
+                        on_failure(failure)
+                else:
+                    outcomes.append(value)
+                    if on_done:
+                        on_done(value)
+    finally:
+        if started:
+            ray.shutdown()
+    return outcomes, failures
+
+
+def merge(plans: Sequence[Plan]) -> Plan:
+    """One plan of several plans' groups (the values of an ablation), so that Ray schedules them together."""
+    return Plan(plans[0].request, [g for p in plans for g in p.groups], plans[0].regs)

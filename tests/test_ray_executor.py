@@ -1,0 +1,164 @@
+"""The ray executor on a real local Ray (loopback, started by the tests): same records as the local executor,
+no finished record lost when a worker is killed, the rerun completes the rest; a clear line when Ray is missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ddbench import runner
+from ddbench.cli import main
+from ddbench.plugins import registries
+from ddbench.records import iter_records
+
+SWEEP = dict(methods=["random", "cgan"], datasets=["digits"], ipcs=[1, 2], profile="smoke")
+
+
+def _accuracies(out: Path) -> dict[str, float]:
+    return {p.relative_to(out).as_posix(): rec["accuracy"] for p, rec in iter_records(out)}
+
+
+@pytest.fixture(scope="module")
+def local_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
+    """The local executor's accuracies with one torch thread (what each Ray task pins itself to)."""
+    tmp = tmp_path_factory.mktemp("local")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runner.execute(runner.plan(registries(), runner.Request(**SWEEP, out=tmp / "res", cache_dir=tmp / "cache")))
+    finally:
+        torch.set_num_threads(threads)
+    return _accuracies(tmp / "res")
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Any:
+    ray = pytest.importorskip("ray", reason="the ray executor's tests need Ray: pip install 'ddbench[ray]'")
+    from ddbench.ray_executor import RayOptions, connect
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    assert connect(ray, RayOptions(workers=2))
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_sweep_writes_the_local_executors_records(tmp_path: Path, local_reference: dict[str, float],
+                                                      local_ray: Any) -> None:
+    from ddbench.ray_executor import RayOptions, execute_ray
+
+    req = runner.Request(**SWEEP, out=tmp_path / "res", cache_dir=tmp_path / "cache")
+    seen: list[Any] = []
+    outcomes, failures = execute_ray(runner.plan(registries(), req), RayOptions(), on_done=seen.append)
+    assert failures == [] and len(outcomes) == len(seen) == 8
+    assert _accuracies(tmp_path / "res") == local_reference  # same cells, same accuracies
+    ray_rec = json.loads((tmp_path / "res/smoke/digits/cgan/ipc2/convnet3/seed1.json").read_text())
+    local_hash = runner.cell_hash(*_cell_and_group(req, "cgan", 2, 1), "standard")
+    assert ray_rec["config_hash"] == local_hash and ray_rec["device"] == "cpu"
+    assert ray_rec["distilled"]["generator_cached"] is True  # IPC 1 and 2 share one generator, fitted once
+    assert len(list((tmp_path / "cache/generator").glob("*.pt"))) == 1
+    again, failures = execute_ray(runner.plan(registries(), req), RayOptions())  # resume: nothing left to do
+    assert failures == [] and [o.record for o in again] == [None] * 8
+
+
+def _cell_and_group(req: runner.Request, method: str, ipc: int, seed: int) -> tuple[Any, Any]:
+    for group in runner.plan(registries(), req).groups:
+        for cell in group.cells:
+            if (cell.method, cell.ipc, cell.seed) == (method, ipc, seed):
+                return cell, group
+    raise AssertionError("no such cell")
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _busy_evaluation_workers(driver: int) -> list[int]:
+    """Ray workers under this driver that are running an evaluation task (Ray titles them ``ray::_evaluate``)."""
+    pids = []
+    for pid in _descendants(driver):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            continue
+        if title.startswith(b"ray::_evaluate"):
+            pids.append(pid)
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes through /proc")
+def test_killed_worker_loses_no_record_and_the_rerun_completes(tmp_path: Path, local_reference: dict[str, float]) -> None:
+    pytest.importorskip("ray", reason="the ray executor's tests need Ray: pip install 'ddbench[ray]'")
+    out = tmp_path / "res"
+    cmd = [sys.executable, "-m", "ddbench.cli", "run", "-m", "random", "-d", "digits", "--ipc", "1,2", "-p", "smoke",
+           "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--executor", "ray", "--workers", "1"]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    driver = subprocess.Popen([*cmd, "--retries", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.rglob("*.json")) and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        first = {p: p.read_bytes() for p in out.rglob("*.json")}
+        assert len(first) == 1, "the sweep wrote no record before the deadline"
+        busy: list[int] = []
+        while not busy and driver.poll() is None and time.monotonic() < deadline:
+            busy = _busy_evaluation_workers(driver.pid)
+            time.sleep(0.05)
+        assert busy, "no Ray worker was evaluating a cell"
+        os.kill(busy[0], signal.SIGKILL)
+        output, _ = driver.communicate(timeout=180)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 1, output
+    assert "1 cell(s) failed" in output and "FAILED random digits" in output  # named, the others went on
+    after = {p: p.read_bytes() for p in out.rglob("*.json")}
+    assert len(after) == 3 and all(after[p] == data for p, data in first.items())  # the finished record is intact
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert _accuracies(out) == {k: v for k, v in local_reference.items() if "/random/" in k}
+    assert all(p.read_bytes() == data for p, data in after.items())  # the rerun computed only the missing cell
+
+
+def test_missing_ray_is_one_line_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    result = CliRunner().invoke(main, ["run", "-m", "random", "-d", "digits", "--ipc", "1", "-p", "smoke",
+                                       "--out", str(tmp_path / "res"), "--executor", "ray"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: the ray executor needs Ray, which is not installed: pip install 'ddbench[ray]' (or pip install 'ray>=2.9')"]
+    assert not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", "2"], "--workers applies to the ray executor only"),
+    (["--address", "auto"], "--address applies to the ray executor only"),
+    (["--executor", "ray", "--address", "auto", "--workers", "2"], "drop --workers"),
+])
+def test_executor_options_that_do_not_fit(tmp_path: Path, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["run", "-m", "random", "-d", "digits", "--ipc", "1", "-p", "smoke",
+                                       "--out", str(tmp_path / "res"), *args])
+    assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "res").exists()
