@@ -197,6 +197,22 @@ def _generator_key(group: Group) -> tuple[Any, ...] | None:
     return group.dataset, group.method, group.cells[0].variant if group.cells else "", group.distill_seed
 
 
+def submit(req: Request, work: Sequence[tuple[Group, list[tuple[Cell, str]]]], distil: Any, evaluate: Any) -> dict[Any, Cell]:
+    """Submit the DAG: one distil task per group (after the group that fits its generator, if another one does),
+    one evaluation task per missing cell on its group's set. Returns {evaluation task: cell}."""
+    fitting: dict[tuple[Any, ...], Any] = {}  # generator key -> the distil task that fits it
+    cells: dict[Any, Cell] = {}
+    for group, todo in work:
+        key = _generator_key(group)
+        after = [fitting[key]] if key in fitting else []
+        ref = distil.remote(req, group, *after)
+        if key is not None:
+            fitting.setdefault(key, ref)
+        for cell, h in todo:
+            cells[evaluate.remote(req, group, cell, h, ref)] = cell
+    return cells
+
+
 def execute_ray(plan_: Plan, options: RayOptions, on_done: Callable[[Outcome], None] | None = None,
                 on_failure: Callable[[Failure], None] | None = None,
                 on_start: Callable[[], None] | None = None) -> tuple[list[Outcome], list[Failure]]:
@@ -225,18 +241,7 @@ def execute_ray(plan_: Plan, options: RayOptions, on_done: Callable[[Outcome], N
             on_start()
         resources = dict(num_cpus=options.cpus_per_task, num_gpus=gpus, max_retries=options.retries,
                          retry_exceptions=True)
-        distil = ray.remote(_distil).options(**resources)
-        evaluate = ray.remote(_evaluate).options(**resources)
-        fitting: dict[tuple[Any, ...], Any] = {}  # generator key -> the distil task that fits it
-        cells: dict[Any, Cell] = {}
-        for group, todo in work:
-            key = _generator_key(group)
-            after = [fitting[key]] if key in fitting else []
-            ref = distil.remote(req, group, *after)
-            if key is not None:
-                fitting.setdefault(key, ref)
-            for cell, h in todo:
-                cells[evaluate.remote(req, group, cell, h, ref)] = cell
+        cells = submit(req, work, ray.remote(_distil).options(**resources), ray.remote(_evaluate).options(**resources))
         while cells:
             ready, _ = ray.wait(list(cells), num_returns=1)
             for ref in ready:

@@ -162,3 +162,33 @@ def test_executor_options_that_do_not_fit(tmp_path: Path, args: list[str], messa
                                        "--out", str(tmp_path / "res"), *args])
     assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "res").exists()
+
+
+class _FakeRemote:
+    """Stands in for a Ray remote function: records each submission, returns a token for its result."""
+
+    def __init__(self, name: str, log: list[tuple[Any, ...]]) -> None:
+        self.name, self.log = name, log
+
+    def remote(self, *args: Any) -> str:
+        token = f"{self.name}{len(self.log)}"
+        self.log.append((token, *args))
+        return token
+
+
+def test_groups_sharing_a_generator_wait_for_the_one_that_fits_it(tmp_path: Path) -> None:
+    """The DAG: cgan's IPC 2 set is sampled after IPC 1's task fitted the shared generator (fitted once, not
+    twice at the same time); random's sets do not wait; every evaluation takes its own group's set."""
+    from ddbench.ray_executor import submit
+
+    req = runner.Request(**SWEEP, out=tmp_path / "res", cache_dir=tmp_path / "cache")
+    the_plan = runner.plan(registries(), req)
+    log: list[tuple[Any, ...]] = []
+    cells = submit(req, [(g, runner.pending(g, req)[1]) for g in the_plan.groups],
+                   _FakeRemote("distil", log), _FakeRemote("evaluate", log))
+    distils = {(call[2].method, call[2].ipc): (call[0], call[3:]) for call in log if call[0].startswith("distil")}
+    assert distils[("random", 1)][1] == () and distils[("random", 2)][1] == () and distils[("cgan", 1)][1] == ()
+    assert distils[("cgan", 2)][1] == (distils[("cgan", 1)][0],)
+    evaluations = [call for call in log if call[0].startswith("evaluate")]
+    assert len(evaluations) == len(cells) == 8
+    assert all(call[5] == distils[(call[2].method, call[2].ipc)][0] and call[3] in call[2].cells for call in evaluations)
