@@ -108,14 +108,11 @@ def _busy_evaluation_workers(driver: int) -> list[int]:
     return pids
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes through /proc")
-def test_killed_worker_loses_no_record_and_the_rerun_completes(tmp_path: Path, local_reference: dict[str, float]) -> None:
-    pytest.importorskip("ray", reason="the ray executor's tests need Ray: pip install 'ddbench[ray]'")
-    out = tmp_path / "res"
-    cmd = [sys.executable, "-m", "ddbench.cli", "run", "-m", "random", "-d", "digits", "--ipc", "1,2", "-p", "smoke",
-           "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--executor", "ray", "--workers", "1"]
+def _sweep_killing_one_evaluation(cmd: list[str], out: Path) -> tuple[int, str, dict[Path, bytes]]:
+    """Run ``cmd`` (a ray sweep with one worker); once it wrote its first record, SIGKILL the worker evaluating
+    the next cell. Returns (exit code, output, the records that existed before the kill)."""
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    driver = subprocess.Popen([*cmd, "--retries", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
         while not list(out.rglob("*.json")) and driver.poll() is None and time.monotonic() < deadline:
@@ -132,14 +129,44 @@ def test_killed_worker_loses_no_record_and_the_rerun_completes(tmp_path: Path, l
     finally:
         if driver.poll() is None:
             driver.kill()
-    assert driver.returncode == 1, output
+    return driver.returncode, output, first
+
+
+def _ray_run(tmp_path: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "ddbench.cli", "run", "-m", "random", "-d", "digits", "-p", "smoke",
+            "--out", str(tmp_path / "res"), "--cache-dir", str(tmp_path / "cache"), "--executor", "ray",
+            "--workers", "1", *args]
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes through /proc")
+
+
+@needs_proc
+def test_killed_worker_loses_no_record_and_the_rerun_completes(tmp_path: Path, local_reference: dict[str, float]) -> None:
+    """--retries 0: the killed cell is named as failed, the others finish; the rerun computes only that cell."""
+    pytest.importorskip("ray", reason="the ray executor's tests need Ray: pip install 'ddbench[ray]'")
+    out = tmp_path / "res"
+    code, output, first = _sweep_killing_one_evaluation(_ray_run(tmp_path, "--ipc", "1,2", "--retries", "0"), out)
+    assert code == 1, output
     assert "1 cell(s) failed" in output and "FAILED random digits" in output  # named, the others went on
     after = {p: p.read_bytes() for p in out.rglob("*.json")}
     assert len(after) == 3 and all(after[p] == data for p, data in first.items())  # the finished record is intact
-    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    rerun = subprocess.run(_ray_run(tmp_path, "--ipc", "1,2"), capture_output=True, text=True, timeout=180,
+                           env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert _accuracies(out) == {k: v for k, v in local_reference.items() if "/random/" in k}
     assert all(p.read_bytes() == data for p, data in after.items())  # the rerun computed only the missing cell
+
+
+@needs_proc
+def test_killed_worker_is_retried(tmp_path: Path, local_reference: dict[str, float]) -> None:
+    """Default retries: the killed evaluation runs again on a new worker and the sweep completes by itself."""
+    pytest.importorskip("ray", reason="the ray executor's tests need Ray: pip install 'ddbench[ray]'")
+    out = tmp_path / "res"
+    code, output, first = _sweep_killing_one_evaluation(_ray_run(tmp_path, "--ipc", "1"), out)
+    assert code == 0 and "cell(s) failed" not in output and "will be retried" in output, output  # Ray says so
+    assert all(p.read_bytes() == data for p, data in first.items())
+    assert _accuracies(out) == {k: v for k, v in local_reference.items() if "/random/ipc1/" in k}
 
 
 def test_missing_ray_is_one_line_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
