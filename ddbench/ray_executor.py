@@ -39,6 +39,7 @@ from ddbench.runner import (
     dataset_context,
     distilled_set,
     evaluate_cell,
+    execution,
     pending,
 )
 from ddbench.runner import _is_done as is_done
@@ -127,9 +128,9 @@ def _evaluate(req: Request, group: Group, cell: Cell, config_hash: str,
     _pin_threads()
     try:
         path = cell.path(Path(req.out))
-        if not req.rerun and is_done(path, config_hash, False):
-            return Outcome(cell, path, None)  # recorded meanwhile (another sweep on this folder)
         ctx, _, test = _dataset(req, group.dataset)
+        if not req.rerun and is_done(path, config_hash, False, execution(ctx.device, group.eval_config)):
+            return Outcome(cell, path, None)  # recorded meanwhile (another sweep on this folder)
         from ddbench.plugins import registries
 
         evaluator = registries().evaluators.get(req.evaluator)(group.eval_config, ctx)
@@ -221,17 +222,12 @@ def execute_ray(plan_: Plan, options: RayOptions, on_done: Callable[[Outcome], N
     ray = import_ray()
     req = _absolute(plan_.request)
     outcomes: list[Outcome] = []
-    work: list[tuple[Group, list[tuple[Cell, str]]]] = []
-    for group in plan_.groups:
-        done, todo = pending(group, req)
-        for outcome in done:
-            outcomes.append(outcome)
+    failures: list[Failure] = []
+    if not any(pending(group, req, None)[1] for group in plan_.groups):  # all recorded: no Ray needed
+        outcomes = [o for group in plan_.groups for o in pending(group, req, None)[0]]
+        for outcome in outcomes:
             if on_done:
                 on_done(outcome)
-        if todo:
-            work.append((group, todo))
-    failures: list[Failure] = []
-    if not work:
         return outcomes, failures
     started = connect(ray, options)
     try:
@@ -239,6 +235,16 @@ def execute_ray(plan_: Plan, options: RayOptions, on_done: Callable[[Outcome], N
         req = replace(req, device=device)
         if on_start:
             on_start()
+        work: list[tuple[Group, list[tuple[Cell, str]]]] = []
+        for group in plan_.groups:  # what the workers will record: their device type, threads, precision
+            current = {**execution(torch.device(device), group.eval_config), "threads": options.cpus_per_task}
+            done, todo = pending(group, req, current)
+            for outcome in done:
+                outcomes.append(outcome)
+                if on_done:
+                    on_done(outcome)
+            if todo:
+                work.append((group, todo))
         resources = dict(num_cpus=options.cpus_per_task, num_gpus=gpus, max_retries=options.retries,
                          retry_exceptions=True)
         cells = submit(req, work, ray.remote(_distil).options(**resources), ray.remote(_evaluate).options(**resources))

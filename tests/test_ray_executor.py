@@ -64,6 +64,7 @@ def test_ray_sweep_writes_the_local_executors_records(tmp_path: Path, local_refe
     ray_rec = json.loads((tmp_path / "res/smoke/digits/cgan/ipc2/convnet3/seed1.json").read_text())
     local_hash = runner.cell_hash(*_cell_and_group(req, "cgan", 2, 1), "standard")
     assert ray_rec["config_hash"] == local_hash and ray_rec["device"] == "cpu"
+    assert ray_rec["protocol"]["threads"] == 1  # pinned to the task's one CPU
     assert ray_rec["distilled"]["generator_cached"] is True  # IPC 1 and 2 share one generator, fitted once
     assert len(list((tmp_path / "cache/generator").glob("*.pt"))) == 1
     again, failures = execute_ray(runner.plan(registries(), req), RayOptions())  # resume: nothing left to do
@@ -211,7 +212,7 @@ def test_groups_sharing_a_generator_wait_for_the_one_that_fits_it(tmp_path: Path
     req = runner.Request(**SWEEP, out=tmp_path / "res", cache_dir=tmp_path / "cache")
     the_plan = runner.plan(registries(), req)
     log: list[tuple[Any, ...]] = []
-    cells = submit(req, [(g, runner.pending(g, req)[1]) for g in the_plan.groups],
+    cells = submit(req, [(g, runner.pending(g, req, None)[1]) for g in the_plan.groups],
                    _FakeRemote("distil", log), _FakeRemote("evaluate", log))
     distils = {(call[2].method, call[2].ipc): (call[0], call[3:]) for call in log if call[0].startswith("distil")}
     assert distils[("random", 1)][1] == () and distils[("random", 2)][1] == () and distils[("cgan", 1)][1] == ()
