@@ -9,9 +9,15 @@ Every iteration builds a fresh randomly initialised network and alternates ``out
 2. except after the last outer step: ``inner_loop`` epochs of network training (SGD lr 0.01) on the current
    synthetic set.
 
-``augment="dsa"`` (the default) is the DSA variant (Zhao & Bilen, ICML'21) that ``main.py`` runs with
-``--method DSA``: one shared DSA draw per class for the real and the synthetic batch in step 1, independent
-per-image draws in step 2. ``augment="none"`` is plain DC (no augmentation while learning the images).
+Two registered methods share this one implementation and differ only in their defaults, as the reference's
+one script ``main.py`` does with ``--method DC|DSA``:
+
+- ``dc`` (``--method DC``): no augmentation while learning the images (``augment="none"``), the script's
+  default ``--init noise`` (N(0, 1) pixels in the normalised space). The reference evaluates DC sets with its
+  older augmentation (``get_daparam``): ``-o eval.augment=dc``.
+- ``dsa`` (``--method DSA``, Zhao & Bilen, ICML'21): one shared DSA draw per class for the real and the
+  synthetic batch in step 1 (siamese), independent per-image draws in step 2, real initialisation (the DSA
+  paper's runs). Evaluated with DSA, the ddbench default.
 
 Outer/inner loops by IPC follow the reference's ``get_loops``: 1 -> (1, 1), 10 -> (10, 50), 20 -> (20, 25),
 30 -> (30, 20), 40 -> (40, 15), 50 -> (50, 10). The reference stops on any other IPC; ddbench uses the entry
@@ -32,9 +38,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ddbench import DistilledSet, Distiller, ImageSet, doc, hookimpl
-from ddbench.augment import DSA
+from ddbench.augment import DSA as DSAug
 from ddbench.errors import ConfigError
 from ddbench.networks import FeatureNet
+from ddbench.profiles import quick_iterations
 
 from .synset import ClassBatches, generator, has_batchnorm, per_sample, siamese, synthesise
 
@@ -54,14 +61,14 @@ class DCConfig:
     lr_net: float = doc("network SGD learning rate (no momentum) in the inner loop", 0.01)
     batch_real: int = doc("real images per class per image update", 256)
     batch_train: int = doc("batch size of the inner-loop network training on the synthetic set", 256)
-    init: Literal["real", "noise"] = doc("initial images: random real images of the class, or N(0, 1) noise",
-                                         "real")
+    init: Literal["real", "noise"] = doc("initial images: random real images of the class, or N(0, 1) noise "
+                                         "(the reference script's default)", "noise")
     net: str = doc("matching network, randomly initialised every iteration (instance norm; no batch norm)",
                    "convnet3")
     augment: Literal["dsa", "none"] = doc(
-        "'dsa' = the DSA variant (siamese DSA on real/synthetic, per-image DSA in the inner loop); "
-        "'none' = plain DC",
-        "dsa")
+        "'none' = plain DC (no augmentation while learning the images); 'dsa' = siamese DSA on real/synthetic "
+        "and per-image DSA in the inner loop (the dsa method)",
+        "none")
     dsa_strategy: str = doc("DSA families joined by '_' ('' = the dataset's protocol strategy)", "")
 
     def __post_init__(self) -> None:
@@ -71,6 +78,17 @@ class DCConfig:
             raise ValueError("outer_loop and inner_loop must be >= 0 (0 = by IPC)")
         if self.lr_img <= 0 or self.lr_net <= 0:
             raise ValueError("lr_img and lr_net must be > 0")
+
+
+@dataclass(frozen=True)
+class DSAConfig(DCConfig):
+    """DC's options with the DSA defaults: real initialisation, siamese DSA while learning the images."""
+
+    init: Literal["real", "noise"] = doc("initial images: random real images of the class (the DSA paper), or "
+                                         "N(0, 1) noise", "real")
+    augment: Literal["dsa", "none"] = doc(
+        "'dsa' = siamese DSA on real/synthetic, per-image DSA in the inner loop; 'none' = plain DC matching",
+        "dsa")
 
 
 def loops(ipc: int, outer: int = 0, inner: int = 0) -> tuple[int, int]:
@@ -96,16 +114,17 @@ def gradient_distance(real: Sequence[Tensor], syn: Sequence[Tensor]) -> Tensor:
     return total
 
 
-class DC(Distiller):
-    name = "dc"
-    description = "gradient matching on fresh random ConvNets, DSA variant by default (Zhao et al.)"
+class GradientMatching(Distiller):
+    """The gradient-matching loop of ``main.py``; :class:`DC` and :class:`DSA` are its two registered uses."""
+
+    name = "gradient-matching"  # not registered: the methods are dc and dsa
     Config = DCConfig
     profiles = {
         # seconds on 2 CPU cores
         "smoke": {"iterations": 2, "batch_real": 8, "outer_loop": 1, "inner_loop": 1},
-        # 2 idle CPU cores, MNIST: IPC 1 in minutes; IPC 10 (10 image updates and 9 x 10 network epochs per
-        # iteration) in about an hour. The reference's 50 inner epochs at IPC 10 would take hours.
-        "quick": {"iterations": 20, "batch_real": 64, "inner_loop": 10},
+        # the rule in ddbench/profiles.py: a fixed fraction of the published 1000 iterations, everything else
+        # (batch_real 256, the loops by IPC) as published
+        "quick": {"iterations": quick_iterations(1000)},
     }
     checkpoint_every = 5
 
@@ -130,7 +149,7 @@ class DC(Distiller):
             g = generator(seed, "iteration", it)
             net = self.ctx.build_network(cfg.net, seed=int(torch.randint(2**62, (1,), generator=g)))
             if has_batchnorm(net):
-                raise ConfigError(f"dc: network {cfg.net!r} has batch norm, which needs the reference's BN "
+                raise ConfigError(f"{self.name}: network {cfg.net!r} has batch norm, which needs the reference's BN "
                                   f"statistics handling; use an instance-norm network such as convnet3")
             net.train()
             params = [p for p in net.parameters() if p.dim() > 1]  # 1-D gradients would add 0 to the distance
@@ -158,8 +177,20 @@ class DC(Distiller):
         return step
 
 
+class DC(GradientMatching):
+    name = "dc"
+    description = "DC: gradient matching on fresh random ConvNets, no augmentation, noise init (Zhao et al.)"
+    Config = DCConfig
+
+
+class DSA(GradientMatching):
+    name = "dsa"
+    description = "DSA: DC's gradient matching with siamese augmentation, real init (Zhao & Bilen)"
+    Config = DSAConfig
+
+
 def train_inner(net: FeatureNet, opt: torch.optim.Optimizer, images: Tensor, labels: Tensor, epochs: int,
-                batch: int, dsa: DSA | None, g: torch.Generator) -> None:
+                batch: int, dsa: DSAug | None, g: torch.Generator) -> None:
     """``epochs`` shuffled passes of cross-entropy SGD on the synthetic set (per-image DSA when on)."""
     n = labels.shape[0]
     for _ in range(epochs):

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ddbench import DistilledSet, Distiller, ImageSet, doc, hookimpl
+from ddbench.profiles import quick_iterations
 
 from .synset import ClassBatches, generator, has_batchnorm, siamese, synthesise
 
@@ -75,8 +76,8 @@ class DM(Distiller):
     profiles = {
         # seconds on 2 CPU cores
         "smoke": {"iterations": 5, "batch_real": 16},
-        # MNIST IPC 10 in about 10 minutes on 2 idle CPU cores
-        "quick": {"iterations": 1000, "batch_real": 32},
+        # the rule in ddbench/profiles.py: a fixed fraction of the published 20000 iterations, batch_real 256
+        "quick": {"iterations": quick_iterations(20000)},
     }
     checkpoint_every = 100
 
