@@ -131,3 +131,103 @@ def _cutout(x: Tensor, ox: Tensor, oy: Tensor, size: int) -> Tensor:
     mask = torch.ones(n, h, w, dtype=x.dtype, device=x.device)
     mask[gb, gx, gy] = 0
     return x * mask.unsqueeze(1)
+
+
+# ------------------------------------------------------------------------------------------- DC augmentation
+DC_FAMILIES = ("crop", "scale", "rotate", "noise")
+DC_BN_ARCHS = ("convnet3-bn",)  # the reference's get_daparam: only ConvNetBN gets crop_noise
+
+
+@dataclass(frozen=True)
+class DCAugParams:
+    """The reference's ``get_daparam`` constants (the augmentation DC's own evaluation uses)."""
+
+    crop: int = 4
+    scale: float = 0.2
+    rotate: int = 45
+    noise: float = 0.001
+
+
+def dc_strategy(dataset: str, arch: str) -> str:
+    """The reference's ``get_daparam`` strategy for evaluating a DC set of ``dataset`` on ``arch``:
+    ``crop_scale_rotate`` on MNIST, ``crop_noise`` for the batch-norm ConvNet, else ``none``."""
+    strategy = "crop_scale_rotate" if dataset == "mnist" else "none"
+    if arch in DC_BN_ARCHS:
+        strategy = "crop_noise"
+    return strategy
+
+
+class DCAugment:
+    """The reference's ``augment()``: per image, one family drawn uniformly from the strategy.
+
+    - crop: pad ``crop`` px with the batch's per-channel mean, cut a window at a random offset in
+      ``[0, 2 * crop)`` (so shifts of -crop .. crop-1);
+    - scale: resize (nearest) to ``int(U(1 - s, 1 + s) * H)`` x ``int(U(1 - s, 1 + s) * H)``, centre on a
+      zero canvas, cut the centre H x W;
+    - rotate: rotate by an integer angle in ``[-rotate, rotate)`` degrees (cubic spline, canvas grown to fit,
+      filled with the mean of the channel means), cut the centre;
+    - noise: add ``noise`` x N(0, 1).
+
+    Randomness comes from ``generator`` (the reference uses numpy's global state). ``strategy="none"`` returns
+    the batch unchanged.
+    """
+
+    def __init__(self, strategy: str, params: DCAugParams | None = None) -> None:
+        families = [f for f in strategy.split("_") if f]
+        if strategy != "none" and (not families or any(f not in DC_FAMILIES for f in families)):
+            raise ValueError(f"unknown DC augmentation {strategy!r}: 'none' or {', '.join(DC_FAMILIES)} joined by '_'")
+        self.strategy = strategy
+        self.families = [] if strategy == "none" else families
+        self.p = params or DCAugParams()
+
+    def __repr__(self) -> str:
+        return f"DCAugment({self.strategy!r})"
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if not self.families:
+            return x
+        g = generator
+        out = x.clone()
+        mean = x.mean(dim=(0, 2, 3))  # per channel, over the batch before augmentation (as the reference)
+        choices = torch.randint(len(self.families), (x.shape[0],), generator=g)
+        for i in range(x.shape[0]):
+            family = self.families[int(choices[i])]
+            if family == "crop":
+                out[i] = self._crop(x[i], mean, g)
+            elif family == "scale":
+                out[i] = self._scale(x[i], g)
+            elif family == "rotate":
+                out[i] = self._rotate(x[i], float(mean.mean()), g)
+            else:
+                out[i] = x[i] + self.p.noise * torch.randn(x.shape[1:], generator=g).to(x.device, x.dtype)
+        return out
+
+    def _crop(self, img: Tensor, mean: Tensor, g: torch.Generator | None) -> Tensor:
+        c, h, w = img.shape
+        k = self.p.crop
+        canvas = mean.view(c, 1, 1).expand(c, h + 2 * k, w + 2 * k).clone()
+        canvas[:, k:k + h, k:k + w] = img
+        r, s = (int(v) for v in torch.randint(2 * k, (2,), generator=g))
+        return canvas[:, r:r + h, s:s + w]
+
+    def _scale(self, img: Tensor, g: torch.Generator | None) -> Tensor:
+        c, h, w = img.shape
+        lo, hi = 1 - self.p.scale, 1 + self.p.scale
+        u = torch.rand(2, generator=g) * (hi - lo) + lo
+        nh, nw = int(float(u[0]) * h), int(float(u[1]) * h)  # both from H, as the reference
+        tmp = F.interpolate(img[None], size=[nh, nw])[0]  # nearest, the reference's default
+        m = max(nh, nw, h, w)
+        canvas = img.new_zeros(c, m, m)
+        r, s = (m - nh) // 2, (m - nw) // 2
+        canvas[:, r:r + nh, s:s + nw] = tmp
+        r, s = (m - h) // 2, (m - w) // 2
+        return canvas[:, r:r + h, s:s + w]
+
+    def _rotate(self, img: Tensor, fill: float, g: torch.Generator | None) -> Tensor:
+        from scipy.ndimage import rotate
+
+        angle = int(torch.randint(-self.p.rotate, self.p.rotate, (1,), generator=g))
+        turned = rotate(img.detach().cpu().numpy(), angle=angle, axes=(-2, -1), cval=fill)
+        h, w = img.shape[-2:]
+        r, s = (turned.shape[-2] - h) // 2, (turned.shape[-1] - w) // 2
+        return torch.from_numpy(turned[:, r:r + h, s:s + w].copy()).to(img.device, img.dtype)

@@ -266,8 +266,10 @@ def evaluate_cell(group: Group, req: Request, ctx: Context, evaluator: Evaluator
         "method_config": cfgmod.as_dict(group.method_config),
         "overrides": group.overrides,
         "evaluator": req.evaluator,
-        "protocol": {**cfgmod.as_dict(group.eval_config), **{k: v for k, v in result.extra.items()
-                                                               if k == "test_images"},
+        # the config, what it resolved to for this cell (e.g. the protocol's epochs), the test size, and how it
+        # ran (device, threads, precision)
+        "protocol": {**cfgmod.as_dict(group.eval_config), **result.extra.get("resolved", {}),
+                     **{k: v for k, v in result.extra.items() if k == "test_images"},
                      **execution(ctx.device, group.eval_config)},
         "result": result.extra,
         "distilled": {"images": len(distilled), "from_cache": from_cache,

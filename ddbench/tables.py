@@ -61,7 +61,10 @@ def check_choice(value: str, choices: Sequence[str], what: str) -> str:
 
 def protocol_label(rec: dict) -> str:
     p = rec.get("protocol", {})
-    parts = [rec["cell"]["profile"], f"E={p.get('epochs')}", "DSA" if p.get("augment") == "dsa" else "no aug",
+    augment = p.get("augment")
+    aug = ("DSA" if augment == "dsa" else f"DC aug {p.get('dc_strategy')}" if augment == "dc" and p.get("dc_strategy") != "none"
+           else "no aug")
+    parts = [rec["cell"]["profile"], f"E={p.get('epochs')}", aug,
              f"{p.get('accuracy', 'final')} acc", "on-the-fly" if p.get("mode") == "on-the-fly" else "fixed set",
              f"test={p.get('test_images')}"]
     execution = execution_label(rec)  # device, threads, precision; "" for records that predate them

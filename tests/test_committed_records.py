@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ddbench import config as cfgmod
-from ddbench.evaluation import StandardEvaluator
+from ddbench.evaluation import StandardEvaluator, resolve_protocol
 from ddbench.profiles import get_profile
 from ddbench.records import EXECUTION_KEYS, Cell, iter_records
 from ddbench.report import build_report
@@ -34,8 +34,9 @@ def test_committed_records_follow_their_profiles_protocol() -> None:
     for path, rec in iter_records(RECORDS):
         cell = rec["cell"]
         evaluation = {k.removeprefix("eval."): v for k, v in rec["overrides"].items() if k.startswith("eval.")}
-        expected = cfgmod.as_dict(cfgmod.build(StandardEvaluator.Config, cell["profile"], StandardEvaluator.profiles,
-                                               evaluation, owner="evaluator"))
+        config = cfgmod.build(StandardEvaluator.Config, cell["profile"], StandardEvaluator.profiles, evaluation,
+                              owner="evaluator")
+        expected = {**cfgmod.as_dict(config), **resolve_protocol(config, cell["dataset"], cell["arch"])}
         assert {k: v for k, v in rec["protocol"].items()
                 if k != "test_images" and (k not in EXECUTION_KEYS or k in expected)} == expected, path
         assert cell["seed"] < get_profile(cell["profile"]).networks

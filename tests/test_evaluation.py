@@ -12,7 +12,7 @@ from ddbench.api import Context, DistilledSet
 from ddbench.cache import ArtifactCache
 from ddbench.datasets import load
 from ddbench.errors import ConfigError
-from ddbench.evaluation import StandardConfig, StandardEvaluator, train_network
+from ddbench.evaluation import StandardConfig, StandardEvaluator, resolve_protocol, train_network
 from ddbench.plugins import registries
 
 REGS = registries()
@@ -20,10 +20,30 @@ REGS = registries()
 
 def test_defaults_are_the_reference_protocol() -> None:
     c = StandardConfig()
-    assert (c.lr, c.momentum, c.weight_decay, c.batch_size, c.epochs) == (0.01, 0.9, 5e-4, 256, 1000)
+    assert (c.lr, c.momentum, c.weight_decay, c.batch_size) == (0.01, 0.9, 5e-4, 256)
     assert (c.augment, c.accuracy, c.mode, c.test_limit) == ("dsa", "final", "fixed", 0)
+    assert resolve_protocol(c, "mnist", "convnet3") == {"epochs": 1000}
     quick = cfgmod.build(StandardConfig, "quick", StandardEvaluator.profiles)
     assert quick.epochs == 100 and quick.test_limit == 0
+
+
+@pytest.mark.parametrize(("augment", "dataset", "arch", "expected"), [
+    ("dsa", "cifar10", "convnet3", {"epochs": 1000}),
+    ("none", "mnist", "convnet3", {"epochs": 300}),
+    ("dc", "mnist", "convnet3", {"epochs": 1000, "dc_strategy": "crop_scale_rotate"}),
+    ("dc", "cifar10", "convnet3", {"epochs": 300, "dc_strategy": "none"}),
+    ("dc", "fashion-mnist", "resnet18", {"epochs": 300, "dc_strategy": "none"}),
+    ("dc", "cifar10", "convnet3-bn", {"epochs": 1000, "dc_strategy": "crop_noise"}),
+])
+def test_unset_epochs_follow_the_reference_by_augmentation(augment: str, dataset: str, arch: str,
+                                                           expected: dict) -> None:
+    """main.py: 1000 epochs when anything augments (DSA, or a get_daparam strategy other than none), else 300."""
+    paper = cfgmod.build(StandardConfig, "paper", StandardEvaluator.profiles, {"augment": augment})
+    assert resolve_protocol(paper, dataset, arch) == expected
+    explicit = cfgmod.build(StandardConfig, "paper", StandardEvaluator.profiles, {"augment": augment, "epochs": "7"})
+    assert resolve_protocol(explicit, dataset, arch)["epochs"] == 7  # an explicit eval.epochs wins
+    quick = cfgmod.build(StandardConfig, "quick", StandardEvaluator.profiles, {"augment": augment})
+    assert resolve_protocol(quick, dataset, arch)["epochs"] == 100  # quick: 100 whatever the augmentation
 
 
 @pytest.fixture(scope="module")
