@@ -23,8 +23,9 @@ from ddbench.config import build
 from ddbench.errors import ConfigError, DivergedError
 from ddbench.networks import FeatureNet, convnet
 from ddbench.plugins import registries
+from ddbench.profiles import QUICK_FRACTION
 from ddbench.testing import check_distilled
-from ddbench_baselines.dc import DC, gradient_distance, loops
+from ddbench_baselines.dc import DC, DSA, gradient_distance, loops
 from ddbench_baselines.dm import DM, dm_lr
 from ddbench_baselines.herding import Herding, embed_all, herding_select
 
@@ -132,6 +133,40 @@ def test_dc_matching_loss_decreases(ctx: Context, mnist_train_small: ImageSet) -
     assert len(losses) == 12
     # a fresh random network every iteration makes the loss noisy; the trend is steady (about -13 % here)
     assert mean(losses[-3:]) < 0.95 * mean(losses[:3]), losses
+
+
+def test_dc_and_dsa_are_the_reference_scripts_two_methods() -> None:
+    """main.py --method DC: no augmentation, --init noise; --method DSA: siamese DSA, real init; all else equal."""
+    regs = registries()
+    assert regs.methods.get("dc") is DC and regs.methods.get("dsa") is DSA
+    dc, dsa = dataclasses.asdict(DC.Config()), dataclasses.asdict(DSA.Config())
+    assert (dc.pop("init"), dc.pop("augment")) == ("noise", "none")
+    assert (dsa.pop("init"), dsa.pop("augment")) == ("real", "dsa")
+    assert dc == dsa
+
+
+@pytest.mark.parametrize("cls", [DC, DSA])
+def test_only_dsa_augments_while_distilling(cls: type[Distiller], ctx: Context, mnist_train_small: ImageSet,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddbench.augment import DSA as DSAug
+
+    calls = []
+    real_apply = DSAug.apply
+    monkeypatch.setattr(DSAug, "apply", lambda self, x, draw: calls.append(draw.family) or real_apply(self, x, draw))
+    make(cls, ctx, iterations=2, batch_real=4, outer_loop=2, inner_loop=1).distill(mnist_train_small, 2, seed=0)
+    assert bool(calls) == (cls is DSA)
+
+
+@pytest.mark.parametrize(("name", "published"), [("dc", 1000), ("dsa", 1000), ("dm", 20000)])
+def test_quick_runs_the_same_fraction_of_every_classical_methods_iterations(name: str, published: int) -> None:
+    """The rule at the top of ddbench/profiles.py: a fixed fraction of the published iterations, published
+    real batches."""
+    cls = registries().methods.get(name)
+    paper, quick = build(cls.Config, "paper", cls.profiles), build(cls.Config, "quick", cls.profiles)
+    assert paper.iterations == published
+    assert quick.iterations == round(QUICK_FRACTION * published)
+    assert quick.batch_real == paper.batch_real == 256
+    assert dataclasses.replace(quick, iterations=published) == paper  # nothing else is cut
 
 
 def test_dc_rejects_batch_norm_networks(ctx: Context, mnist_train_small: ImageSet) -> None:

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ddbench import config as cfgmod
-from ddbench.api import Context, DistilledSet
+from ddbench.api import Context, DistilledSet, ImageSet
+from ddbench.augment import DCAugment
 from ddbench.cache import ArtifactCache
 from ddbench.datasets import load
 from ddbench.errors import ConfigError
@@ -137,3 +138,46 @@ def test_test_limit_not_a_multiple_of_the_batch(mnist) -> None:  # type: ignore[
 
     acc = test_accuracy(Oracle(), test, batch=20, limit=50)  # type: ignore[arg-type]
     assert acc == 100.0  # 50 images counted, never the 60 of three full batches
+
+
+# ------------------------------------------------------------------------------------------ DC augmentation
+def test_dc_augment_crop_is_a_shift_filled_with_the_batch_mean() -> None:
+    x = torch.arange(2 * 32 * 32, dtype=torch.float32).view(2, 1, 32, 32)
+    aug = DCAugment("crop")
+    y = aug(x, torch.Generator().manual_seed(3))
+    fill = float(x.mean())
+    for i in range(2):
+        # some offset (dy, dx) in -4..3 maps y onto x; outside, the batch mean
+        hits = [(dy, dx) for dy in range(-4, 4) for dx in range(-4, 4)
+                if torch.equal(y[i, 0, max(0, -dy):32 - max(0, dy), max(0, -dx):32 - max(0, dx)],
+                               x[i, 0, max(0, dy):32 + min(0, dy), max(0, dx):32 + min(0, dx)])]
+        assert hits, "crop is not a pure shift"
+        dy, dx = hits[0]
+        if dy or dx:
+            assert float(y[i, 0, 0 if dy < 0 else 31, 0 if dx < 0 else 31]) == pytest.approx(fill)
+
+
+def test_dc_augment_draws_one_family_per_image_and_none_is_identity() -> None:
+    x = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert DCAugment("none")(x) is x
+    y = DCAugment("crop_scale_rotate_noise")(x, torch.Generator().manual_seed(1))
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    tiny = ((y - x).abs().amax(dim=(1, 2, 3)) < 0.01).sum()  # noise (0.001 x N(0, 1)): a small change only
+    assert 5 <= int(tiny) <= 30  # about a quarter of the images drew noise
+    with pytest.raises(ValueError, match="unknown DC augmentation"):
+        DCAugment("crop_flip")
+
+
+@pytest.mark.parametrize(("dataset", "applied"), [("mnist", True), ("cifar10", False)])
+def test_eval_augment_dc_follows_get_daparam(dataset: str, applied: bool, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = REGS.datasets.get(dataset)
+    calls = []
+    real_call = DCAugment.__call__
+    monkeypatch.setattr(DCAugment, "__call__", lambda self, x, g=None: calls.append(self.strategy) or real_call(self, x, g))
+    images = torch.randn(10, spec.channels, 32, 32)
+    test = ImageSet(images, torch.arange(10), spec)
+    cfg = StandardConfig(epochs=2, augment="dc", test_limit=10)
+    r = StandardEvaluator(cfg, _ctx(spec, tmp_path)).evaluate(DistilledSet(images, torch.arange(10)), test, "convnet3", 0)
+    assert r.extra["resolved"]["dc_strategy"] == ("crop_scale_rotate" if applied else "none")
+    assert calls == (["crop_scale_rotate"] * 3 if applied else [])  # E + 1 passes of one batch
