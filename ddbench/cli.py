@@ -281,6 +281,49 @@ def run(methods: str, datasets: str, ipc: str, archs: str, profile: str, seeds: 
     _report_failures(failures, click.get_current_context())
 
 
+@main.command()
+@click.option("--from", "source", type=click.Path(path_type=Path), required=True,
+              help="the distilled set: ddbench sample's distilled.pt, an (images, labels) pair of tensors in the "
+                   "reference's normalised space (28x28 digits are padded to 32), or the reference's res_*.pt")
+@click.option("-d", "--dataset", default=None, help="its dataset (default: the name a ddbench export carries)")
+@click.option("--name", default=None, help="the row name (default: the file's stem); records go to from-file+name=NAME")
+@click.option("--entry", type=click.IntRange(min=0), default=0, show_default=True,
+              help="a reference res_*.pt holds one set per experiment: which one")
+@click.option("-o", "--option", "overrides", multiple=True, help="evaluation override eval.key=value (as in run)")
+@_sweep_options
+def evaluate(source: Path, dataset: str | None, name: str | None, entry: int, overrides: tuple[str, ...], archs: str,
+             profile: str, seeds: str | None, paired_seeds: bool, out: Path, data_root: str | None, download: bool,
+             cache_dir: Path | None, device: str | None, rerun: bool, threads: int | None) -> None:
+    """Evaluate a distilled set made elsewhere under ddbench's protocol: ordinary records, one per (arch, seed)."""
+    from ddbench.fromfile import METHOD, check_name, default_name, plugin_for, read_set
+    from ddbench.plugins import registries
+    from ddbench.runner import Request, execute, parse_list, plan
+    from ddbench.tables import build_table, load_frame
+
+    if paired_seeds:
+        raise DDBenchError("--paired-seeds distils one set per seed; a file holds one set: drop --paired-seeds")
+    bad = [o for o in overrides if not o.strip().startswith("eval.")]
+    if bad:
+        raise DDBenchError(f"bad -o {bad[0]!r}: evaluate takes evaluation options only, e.g. -o eval.augment=dc")
+    loaded = read_set(source, _registries().datasets, dataset, entry)
+    row = check_name(name) if name is not None else default_name(source)
+    req = Request(methods=[METHOD], datasets=[loaded.dataset], ipcs=[loaded.ipc], archs=parse_list(archs, "arch"),
+                  profile=profile, seeds=_seed_list(seeds), overrides=[f"name={row}", *overrides], out=out,
+                  data_root=data_root, download=download, cache_dir=cache_dir, device=device, rerun=rerun)
+    _set_threads(threads)
+    the_plan = plan(registries(extra=[plugin_for(loaded)]), req)
+    cells = the_plan.cells
+    console.print(f"{source}: {len(loaded.labels)} images ({loaded.ipc} per class, {loaded.size}x{loaded.size}, "
+                  f"{loaded.source}) of {loaded.dataset}; {len(cells)} cells, profile {profile}, results in {out}")
+    with _progress() as bar:
+        overall = bar.add_task("cells", total=len(cells), info="")
+        execute(the_plan, RichProgress(bar), _cell_reporter(bar, overall))
+    frame = load_frame(out)
+    frame = frame[frame["path"].isin({str(c.path(out)) for c in cells})]
+    for arch in dict.fromkeys(c.arch for c in cells):
+        _print_table(build_table(frame, "datasets", arch=arch), "rich")
+
+
 def _print_table(table: Any, fmt: str, output: Path | None = None) -> None:
     from ddbench.tables import FORMATS, check_choice
 
