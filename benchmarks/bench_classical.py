@@ -78,7 +78,7 @@ def plain_dm_seconds(ctx: Context, train: ImageSet, ipc: int, batch_real: int, i
 
 def dc_seconds(ctx: Context, train: ImageSet, ipc: int, batch_real: int, iters: int) -> tuple[float, str]:
     """Seconds per DC iteration: timed when it is one image update (IPC 1), else estimated."""
-    cfg = DCConfig(batch_real=batch_real)
+    cfg = DCConfig(batch_real=batch_real, augment="dsa")  # the DSA variant: the heavier iteration
     dc = DC(cfg, ctx)
     outer, inner = loops(ipc)
     images, labels = init_synthetic(train, ipc, "real", generator(0, "init"), ctx.device)
