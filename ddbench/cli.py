@@ -293,7 +293,8 @@ def run(methods: str, datasets: str, ipc: str, archs: str, profile: str, seeds: 
 @_sweep_options
 def evaluate(source: Path, dataset: str | None, name: str | None, entry: int, overrides: tuple[str, ...], archs: str,
              profile: str, seeds: str | None, paired_seeds: bool, out: Path, data_root: str | None, download: bool,
-             cache_dir: Path | None, device: str | None, rerun: bool, threads: int | None) -> None:
+             cache_dir: Path | None, device: str | None, rerun: bool, threads: int | None, executor: str,
+             address: str | None, workers: int | None, retries: int | None) -> None:
     """Evaluate a distilled set made elsewhere under ddbench's protocol: ordinary records, one per (arch, seed)."""
     from ddbench.fromfile import METHOD, check_name, default_name, plugin_for, read_set
     from ddbench.plugins import registries
@@ -302,6 +303,8 @@ def evaluate(source: Path, dataset: str | None, name: str | None, entry: int, ov
 
     if paired_seeds:
         raise DDBenchError("--paired-seeds distils one set per seed; a file holds one set: drop --paired-seeds")
+    if executor != "local":  # Ray workers build their own registries, without this file's set
+        raise DDBenchError("evaluate runs its cells in this process: drop --executor ray")
     bad = [o for o in overrides if not o.strip().startswith("eval.")]
     if bad:
         raise DDBenchError(f"bad -o {bad[0]!r}: evaluate takes evaluation options only, e.g. -o eval.augment=dc")
@@ -317,7 +320,7 @@ def evaluate(source: Path, dataset: str | None, name: str | None, entry: int, ov
                   f"{loaded.source}) of {loaded.dataset}; {len(cells)} cells, profile {profile}, results in {out}")
     with _progress() as bar:
         overall = bar.add_task("cells", total=len(cells), info="")
-        execute(the_plan, RichProgress(bar), _cell_reporter(bar, overall))
+        execute(the_plan, RichProgress(bar), _cell_reporter(bar, overall, len(cells)))
     frame = load_frame(out)
     frame = frame[frame["path"].isin({str(c.path(out)) for c in cells})]
     for arch in dict.fromkeys(c.arch for c in cells):
