@@ -203,13 +203,8 @@ class GenerativeDistiller(Distiller):
 
     def fitted(self, train: ImageSet, seed: int) -> tuple[Any, bool]:
         """The cached artifact for this config and seed, fitting it first if needed; returns (artifact, was_cached)."""
-        key = self.config_key(seed=seed)
-        artifact = self.ctx.cache.load(self.artifact_kind, key)
-        if artifact is not None:
-            return artifact, True
-        artifact = self.fit(train, seed)
-        self.ctx.cache.save(self.artifact_kind, key, artifact)
-        return artifact, False
+        # concurrent sweeps sharing the cache fit one generator once: the others wait for it
+        return self.ctx.cache.get_or_compute(self.artifact_kind, self.config_key(seed=seed), lambda: self.fit(train, seed))
 
     def distill(self, train: ImageSet, ipc: int, seed: int) -> DistilledSet:
         t0 = time.perf_counter()

@@ -7,9 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ddbench.cache import atomic_torch_save
+from ddbench.cache import atomic_torch_save, sidecar, verified_load
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +32,10 @@ class Checkpointer:
     def load(self) -> dict[str, Any] | None:
         if self.path is None or not self.path.is_file():
             return None
+        state = verified_load(self.path, "checkpoint")  # a corrupt one is warned about, removed: start afresh
+        if state is None:
+            return None
         log.info("resuming from checkpoint %s", self.path)
-        state = torch.load(self.path, map_location="cpu", weights_only=False)
         self._before = float(state.pop(ELAPSED, 0.0))
         self._t0 = time.perf_counter()
         return state
@@ -55,3 +55,4 @@ class Checkpointer:
     def done(self) -> None:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+            sidecar(self.path).unlink(missing_ok=True)

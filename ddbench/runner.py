@@ -10,7 +10,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from itertools import groupby
 from pathlib import Path
@@ -21,6 +21,7 @@ import torch
 from ddbench import config as cfgmod
 from ddbench.api import Context, DistilledSet, Distiller, Evaluator, GenerativeDistiller, ImageSet
 from ddbench.cache import ArtifactCache
+from ddbench.claims import ClaimBoard
 from ddbench.config import parse_list
 from ddbench.datasets import load
 from ddbench.errors import ConfigError, DDBenchError
@@ -31,6 +32,8 @@ from ddbench.records import EXECUTION_KEYS, SCHEMA, Cell, environment, execution
 
 log = logging.getLogger(__name__)
 EVAL_PREFIX = "eval."
+CLAIMS_DIR = ".claims"  # under the results folder: the cells sweeps on that folder are computing now
+WAIT_POLL_S = 2.0
 
 
 def parse_ipcs(text: str | Sequence[int | str]) -> list[int]:
@@ -125,9 +128,33 @@ def _check_writable(out: Path) -> None:
         raise ConfigError(f"cannot write to output folder {out} ({exc.strerror or exc}); choose another with --out") from None
 
 
+def resolve_device(text: str | None) -> torch.device:
+    """``--device``: cpu, cuda, cuda:N, mps (None: cuda when available, else cpu); checked against this machine."""
+    if text is None or not str(text).strip():
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(str(text).strip())
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"bad --device {text!r}: use cpu, cuda, cuda:N (N = a GPU index) or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"--device {text}: CUDA is not available on this machine (torch {torch.__version__}"
+                              f"{'' if torch.version.cuda else ', a build without CUDA'}); use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"--device {text}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"--device {text}: MPS is not available on this machine; use --device cpu")
+    elif device.type != "cpu":
+        raise ConfigError(f"bad --device {text!r}: ddbench runs on cpu, cuda, cuda:N or mps")
+    return device
+
+
 def plan(regs: Registries, req: Request) -> Plan:
-    """Validate everything (names, profile, IPCs, overrides, data, output folder) and list the cells."""
+    """Validate everything (names, profile, IPCs, overrides, device, data, output folder) and list the cells."""
     profile = get_profile(req.profile)
+    resolve_device(req.device)
     methods = parse_list(req.methods, "method")
     datasets = parse_list(req.datasets, "dataset")
     archs = parse_list(req.archs, "arch")
@@ -209,7 +236,16 @@ _HOW = {"threads": "--threads", "device_type": "--device", "precision": "-o eval
 class Outcome:
     cell: Cell
     path: Path
-    record: dict[str, Any] | None  # None when skipped (already recorded)
+    record: dict[str, Any] | None  # None when not computed here
+    # computed: here, now; recorded: found recorded; other: recorded meanwhile by another sweep;
+    # claimed: another live sweep is computing it (``holder`` says who)
+    status: str = ""
+    holder: str = ""
+
+    def __post_init__(self) -> None:
+        self.status = self.status or ("recorded" if self.record is None else "computed")
+
+
 
 
 def distilled_set(distiller: Distiller, train: ImageSet, ipc: int, seed: int,
@@ -219,17 +255,23 @@ def distilled_set(distiller: Distiller, train: ImageSet, ipc: int, seed: int,
     generator. ``ddbench run`` and ``ddbench sample`` both go through here."""
     key = distiller.config_key(ipc=ipc, seed=seed)
     generative = isinstance(distiller, GenerativeDistiller)  # its generator is cached; sampling is cheap
-    if not generative:
-        hit = cache.load("distilled", key)
-        if hit is not None:
-            return DistilledSet(hit["images"], hit["labels"], meta=hit["meta"]), hit["seconds"], True
-    t0 = time.perf_counter()
-    out = distiller.distill(train, ipc, seed)
-    seconds = time.perf_counter() - t0
-    if not generative:
-        cache.save("distilled", key, {"images": out.images, "labels": out.labels, "meta": out.meta,
-                                      "seconds": seconds})
-    return out, seconds, False
+    if generative:
+        t0 = time.perf_counter()
+        out = distiller.distill(train, ipc, seed)
+        return out, time.perf_counter() - t0, False
+
+    made: dict[str, DistilledSet] = {}
+
+    def make() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        made["set"] = distiller.distill(train, ipc, seed)
+        out = made["set"]
+        return {"images": out.images, "labels": out.labels, "meta": out.meta, "seconds": time.perf_counter() - t0}
+
+    hit, cached = cache.get_or_compute("distilled", key, make)  # concurrent sweeps distil one set once
+    if not cached:
+        return made["set"], hit["seconds"], False
+    return DistilledSet(hit["images"], hit["labels"], meta=hit["meta"]), hit["seconds"], True
 
 
 def pending(group: Group, req: Request, current: dict[str, Any]) -> tuple[list[Outcome], list[tuple[Cell, str]]]:
@@ -284,32 +326,81 @@ def evaluate_cell(group: Group, req: Request, ctx: Context, evaluator: Evaluator
     return Outcome(cell, path, record)
 
 
+def cells_to_compute(plan_: Plan) -> list[Cell]:
+    """The plan's cells without a record (all with ``--rerun``); a conflicting record raises ConfigError now."""
+    device = resolve_device(plan_.request.device)
+    return [c for g in plan_.groups for c, _ in pending(g, plan_.request, execution(device, g.eval_config))[1]]
+
+
+def claim_name(cell: Cell) -> str:
+    """The claim of a cell: its record's path under the results folder."""
+    return cell.path(Path(".")).as_posix()
+
+
+def _set_ready(distiller: Distiller, group: Group, cache: ArtifactCache) -> bool:
+    """Whether the group's distilled set (a generative method: its generator) is in the cache already."""
+    if isinstance(distiller, GenerativeDistiller):
+        return cache.has(distiller.artifact_kind, distiller.config_key(seed=group.distill_seed))
+    return cache.has("distilled", distiller.config_key(ipc=group.ipc, seed=group.distill_seed))
+
+
 def run_cell_group(group: Group, plan_: Plan, ctx: Context, train: ImageSet, test: ImageSet,
-                   on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Distil once (if any cell is missing) and evaluate every missing cell of ``group``."""
+                   on_done: Callable[[Outcome], None] | None = None,
+                   claims: ClaimBoard | None = None) -> list[Outcome]:
+    """Distil once (if any cell is missing) and evaluate every missing cell of ``group``.
+
+    With ``claims`` (a board shared by every sweep on the results folder) each cell is claimed just before it is
+    computed; a cell another live process holds is returned with status ``claimed`` (not computed, no record),
+    and so is the rest of the group while the set it needs is still being made elsewhere.
+    """
     req = plan_.request
-    outcomes, todo = pending(group, req, execution(ctx.device, group.eval_config))
-    for outcome in outcomes:
-        if on_done:
-            on_done(outcome)
-    if not todo:
-        return outcomes
-    distiller = group.method_cls(group.method_config, ctx)
-    distilled, distill_seconds, from_cache = distilled_set(distiller, train, group.ipc, group.distill_seed, ctx.cache)
-    check_distilled(group, distilled, ctx, train)
-    evaluator: Evaluator = plan_.regs.evaluators.get(req.evaluator)(group.eval_config, ctx)
-    for cell, h in todo:
-        outcome = evaluate_cell(group, req, ctx, evaluator, test, distilled, distill_seconds, from_cache, cell, h)
+    current = execution(ctx.device, group.eval_config)
+    outcomes: list[Outcome] = []
+
+    def finish(outcome: Outcome) -> None:
         outcomes.append(outcome)
         if on_done:
             on_done(outcome)
+
+    done, todo = pending(group, req, current)
+    for outcome in done:
+        finish(outcome)
+    if not todo:
+        return outcomes
+    distiller = group.method_cls(group.method_config, ctx)
+    distilled: DistilledSet | None = None
+    distill_seconds, from_cache = 0.0, False
+    evaluator: Evaluator = plan_.regs.evaluators.get(req.evaluator)(group.eval_config, ctx)
+    for i, (cell, h) in enumerate(todo):
+        path = cell.path(Path(req.out))
+        if claims is not None and not claims.claim(claim_name(cell)):
+            holder = str(claims.holder(claim_name(cell)) or "another process")
+            finish(Outcome(cell, path, None, "claimed", holder))
+            if distilled is None and not _set_ready(distiller, group, ctx.cache):
+                for rest, _ in todo[i + 1:]:  # its set is being made elsewhere: leave the group for now
+                    finish(Outcome(rest, rest.path(Path(req.out)), None, "claimed", holder))
+                break
+            continue
+        try:
+            if claims is not None and not req.rerun and _is_done(path, h, False, current):  # finished elsewhere
+                finish(Outcome(cell, path, None, "other"))
+                continue
+            if distilled is None:
+                distilled, distill_seconds, from_cache = distilled_set(distiller, train, group.ipc,
+                                                                       group.distill_seed, ctx.cache)
+                check_distilled(group, distilled, ctx, train)
+            outcome = evaluate_cell(group, req, ctx, evaluator, test, distilled, distill_seconds, from_cache, cell, h)
+        finally:
+            if claims is not None:
+                claims.release(claim_name(cell))
+        finish(outcome)
     return outcomes
 
 
 def dataset_context(regs: Registries, req: Request, dataset: str, cache: ArtifactCache,
                     progress: Progress = null_progress) -> tuple[Context, ImageSet, ImageSet]:
     """(context, train split, test split) of one dataset: what every group of that dataset runs in."""
-    device = torch.device(req.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(req.device)
     spec = regs.datasets.get(dataset)
     train = load(spec, "train", req.data_root, req.download)
     test = load(spec, "test", req.data_root, req.download)
@@ -320,13 +411,43 @@ def dataset_context(regs: Registries, req: Request, dataset: str, cache: Artifac
 
 def execute(plan_: Plan, progress: Progress = null_progress,
             on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Run every group of the plan; records are written as cells finish."""
+    """Run every group of the plan; records are written as cells finish.
+
+    Cells are claimed on a board in the results folder (``.claims``), so sweeps started together on one folder
+    split the cells; at the end, a sweep takes over what frees up and waits for the cells other live sweeps are
+    computing (a dead one's claims go stale and are taken over), so it returns with every cell recorded.
+    """
     req = plan_.request
     environment()  # provenance of the code this process loaded, taken now: an editable checkout may move on
     cache = ArtifactCache(req.cache_dir)
     outcomes: list[Outcome] = []
-    for dataset, groups in groupby(plan_.groups, key=lambda g: g.dataset):
-        ctx, train, test = dataset_context(plan_.regs, req, dataset, cache, progress)
-        for group in groups:
-            outcomes += run_cell_group(group, plan_, ctx, train, test, on_done)
+    waiting: list[tuple[Group, tuple[Context, ImageSet, ImageSet]]] = []
+    with ClaimBoard(Path(req.out) / CLAIMS_DIR) as claims:
+        for dataset, groups in groupby(plan_.groups, key=lambda g: g.dataset):
+            where = dataset_context(plan_.regs, req, dataset, cache, progress)
+            for group in groups:
+                res = run_cell_group(group, plan_, *where, on_done, claims)
+                outcomes += [o for o in res if o.status != "claimed"]
+                held = [o.cell for o in res if o.status == "claimed"]
+                if held:
+                    waiting.append((replace(group, cells=held), where))
+        while waiting:  # cells other sweeps hold: take over what frees up, wait for the rest
+            still: list[tuple[Group, tuple[Context, ImageSet, ImageSet]]] = []
+            computed = False
+            for group, where in waiting:
+                res = run_cell_group(group, plan_, *where, None, claims)
+                for o in res:
+                    if o.status == "recorded":
+                        o.status = "other"  # recorded by the sweep that held it
+                    if o.status != "claimed":
+                        computed |= o.status == "computed"
+                        outcomes.append(o)
+                        if on_done:
+                            on_done(o)
+                held = [o.cell for o in res if o.status == "claimed"]
+                if held:
+                    still.append((replace(group, cells=held), where))
+            waiting = still
+            if waiting and not computed:
+                time.sleep(WAIT_POLL_S)
     return outcomes
