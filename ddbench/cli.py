@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Iterator
@@ -89,6 +90,10 @@ class _Group(click.Group):
         except DDBenchError as exc:
             _error(str(exc))
             ctx.exit(2)
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+            # a path the user gave that cannot be read or written: one line naming it
+            _error(f"{exc.filename or ''}: {exc.strerror or exc}; check the path and its permissions".lstrip(": "))
+            ctx.exit(2)
 
 
 @click.group(cls=_Group)
@@ -165,17 +170,33 @@ def _cell_reporter(bar: Progress, overall: Any, total: int) -> Any:
 
     state = {"done": 0, "measured": 0, "start": time.perf_counter()}
 
+    counts: dict[str, int] = {}
+    announced: set[Any] = set()
+
     def done(outcome: Any) -> None:
+        status = getattr(outcome, "status", "") or ("recorded" if outcome.record is None else "computed")
+        name = _cell_name(outcome.cell)
+        if status == "claimed":  # another sweep on this folder computes it: said once, not counted yet
+            if outcome.cell not in announced:
+                announced.add(outcome.cell)
+                console.print(f"  {name}: being computed by {outcome.holder} (another sweep on this folder)",
+                              highlight=False, markup=False)
+            return
+        counts[status] = counts.get(status, 0) + 1
         state["done"] += 1
-        acc = "recorded" if outcome.record is None else f"{outcome.record['accuracy']:.2f}%"
-        info = f"{_cell_name(outcome.cell)}: {acc}"
+        acc = {"recorded": "recorded", "other": "recorded by another sweep"}.get(
+            status, f"{outcome.record['accuracy']:.2f}%" if outcome.record else "")
+        info = f"{name}: {acc}"
         bar.update(overall, advance=1, info=info)
-        if outcome.record is not None:
+        if status == "computed":
             state["measured"] += 1
             rate = (time.perf_counter() - state["start"]) / state["measured"]
             eta = _duration(rate * (total - state["done"]))
             console.print(f"  [{state['done']}/{total}, eta {eta}] {info}", highlight=False, markup=False)
+        elif status == "other":
+            console.print(f"  [{state['done']}/{total}] {info}", highlight=False, markup=False)
 
+    done.counts = counts  # type: ignore[attr-defined]
     return done
 
 
@@ -207,6 +228,7 @@ def _execute(plans: list[Any], bar: Progress, executor: str, address: str | None
 
         for p in plans:
             execute(p, RichProgress(bar), done)
+        console.print(_summary(done.counts), highlight=False)
         return []
     from ddbench.ray_executor import RayOptions, execute_ray, merge
 
@@ -227,6 +249,7 @@ def _execute(plans: list[Any], bar: Progress, executor: str, address: str | None
         console.print(f"  FAILED {_cell_name(f.cell)}: {f.error}", highlight=False, markup=False)
 
     _, failures = execute_ray(merge(plans), options, done, failed, started)
+    console.print(_summary(done.counts), highlight=False)
     return failures
 
 
@@ -239,6 +262,48 @@ def _report_failures(failures: list[Any], ctx: click.Context) -> None:
     for f in failures:
         console.print(f"  {_cell_name(f.cell)}: {f.error}", highlight=False, markup=False)
     ctx.exit(1)
+
+
+def _to_compute(plans: list[Any]) -> str:
+    """The run header's count: cells still to compute (a recorded cell is skipped), of all the plans' cells."""
+    from ddbench.runner import cells_to_compute
+
+    todo = [c for p in plans for c in cells_to_compute(p)]
+    total = sum(len(p.cells) for p in plans)
+    sets = len({(c.dataset, c.method_label, c.ipc, c.distill_seed) for c in todo})
+    return f"{len(todo)} of {total} cells to compute ({sets} distilled sets; {total - len(todo)} already recorded)"
+
+
+def _summary(counts: dict[str, int]) -> str:
+    parts = [f"{counts.get('computed', 0)} cells computed here"]
+    if counts.get("other"):
+        parts.append(f"{counts['other']} by another sweep on this folder")
+    if counts.get("recorded"):
+        parts.append(f"{counts['recorded']} already recorded")
+    return ", ".join(parts)
+
+
+def _remove_empty_tree(folder: Path) -> None:
+    """Remove ``folder`` if it holds only empty folders: a run that failed leaves no empty --out behind."""
+    if not folder.is_dir():
+        return
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            sub.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+@contextmanager
+def _no_empty_out(out_dir: Path) -> Iterator[None]:
+    """A command that creates ``out_dir`` removes it again, if still empty, when it fails."""
+    existed = out_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            _remove_empty_tree(out_dir)
+        raise
 
 
 @main.command()
@@ -268,11 +333,12 @@ def run(methods: str, datasets: str, ipc: str, archs: str, profile: str, seeds: 
                   paired_seeds=paired_seeds, overrides=list(overrides), out=out, data_root=data_root,
                   download=download, cache_dir=cache_dir, device=device, rerun=rerun)
     _set_threads(threads)
-    the_plan = plan(_registries(), req)
-    cells = the_plan.cells
-    console.print(f"{len(cells)} cells ({len(the_plan.groups)} distilled sets), profile {profile}, results in {out}")
-    with _progress() as bar:
-        failures = _execute([the_plan], bar, executor, address, workers, retries, threads)
+    with _no_empty_out(out):
+        the_plan = plan(_registries(), req)
+        cells = the_plan.cells
+        console.print(f"{_to_compute([the_plan])}, profile {profile}, results in {out}", highlight=False)
+        with _progress() as bar:
+            failures = _execute([the_plan], bar, executor, address, workers, retries, threads)
     frame = load_frame(out)
     keep = {p for p in (str(c.path(out)) for c in cells)}
     frame = frame[frame["path"].isin(keep)]
@@ -332,7 +398,7 @@ def _print_table(table: Any, fmt: str, output: Path | None = None) -> None:
 
     check_choice(fmt, FORMATS, "table format")
     if fmt == "rich" and output is None:
-        out.print(table.to_rich())
+        out.print(table.to_rich(styled=out.is_terminal and out.color_system is not None))
         return
     text = table.render(fmt)
     if output is not None:
@@ -340,6 +406,17 @@ def _print_table(table: Any, fmt: str, output: Path | None = None) -> None:
         console.print(f"wrote {output}")
     else:
         click.echo(text, nl=False)
+
+
+def _check_out_file(path: Path | None) -> None:
+    """An output file's path must name a file in an existing (or creatable) folder: checked before any work."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise DDBenchError(f"--out {path} is a folder; give a file name, e.g. --out {path / 'out.txt'}")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise DDBenchError(f"--out {path}: {parent} is a file, not a folder; choose another path")
 
 
 def _results_dir(results: Path) -> Path:
@@ -368,15 +445,18 @@ def _results_dir(results: Path) -> Path:
               help="measured: published rows for the measured methods; all: every published method")
 @click.option("--metric", default="accuracy", show_default=True,
               help="accuracy; distill-seconds or evaluate-seconds: the wall times the records carry")
-@click.option("--output", type=click.Path(path_type=Path), default=None, help="write to a file instead of stdout")
+@click.option("--out", "output", type=click.Path(path_type=Path), default=None, help="write to a file instead of stdout")
+@click.option("--output", "output", type=click.Path(path_type=Path), default=None, hidden=True)  # the old name
+@click.option("--strict", is_flag=True, help="an unreadable record file is an error (default: named, counted, left out)")
 def table(results: Path, layout: str, fmt: str, arch: str | None, dataset: str | None, ipc: int | None,
           method: str | None, key: str | None, improvement: bool, reference: str | None, reference_rows: str,
-          metric: str, output: Path | None) -> None:
+          metric: str, output: Path | None, strict: bool) -> None:
     """Rebuild a table (mean ± std, n; best per column in bold) from the records under RESULTS."""
     from ddbench.tables import FORMATS, build_table, check_choice, load_frame
 
     check_choice(fmt, FORMATS, "table format")
-    t = build_table(load_frame(_results_dir(results)), layout, arch=arch, dataset=dataset, ipc=ipc,
+    _check_out_file(output)
+    t = build_table(load_frame(_results_dir(results), strict=strict), layout, arch=arch, dataset=dataset, ipc=ipc,
                     improvement=improvement, reference=reference, reference_rows=reference_rows, key=key,
                     method=method, metric=metric)
     _print_table(t, fmt, output)
@@ -429,18 +509,13 @@ def ablate(method: str, datasets: str, ipc: str, key: str, values: str, archs: s
                 out=out, data_root=data_root, download=download, cache_dir=cache_dir, device=device, rerun=rerun)
     _set_threads(threads)
     regs = _registries()
-    existed = out.exists()
-    try:  # every value is checked before anything runs
-        plans = [plan(regs, Request(**base, overrides=[*overrides, f"{key}={v}"])) for v in value_list]
-    except DDBenchError:
-        if not existed and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # a later value was bad: leave no empty results folder behind
-        raise
-    cells = [c for p in plans for c in p.cells]
-    console.print(f"{len(value_list)} values of {key} x {len(cells) // len(value_list)} cells, profile {profile}, "
-                  f"results in {out}")
-    with _progress() as bar:
-        failures = _execute(plans, bar, executor, address, workers, retries, threads)
+    with _no_empty_out(out):
+        plans = [plan(regs, Request(**base, overrides=[*overrides, f"{key}={v}"])) for v in value_list]  # all checked first
+        cells = [c for p in plans for c in p.cells]
+        console.print(f"{len(value_list)} values of {key}: {_to_compute(plans)}, profile {profile}, results in {out}",
+                      highlight=False)
+        with _progress() as bar:
+            failures = _execute(plans, bar, executor, address, workers, retries, threads)
     frame = load_frame(out)
     frame = frame[frame["path"].isin({str(c.path(out)) for c in cells})]
     _print_table(build_ablation_table(frame, key, method=methods[0]), fmt)
@@ -490,6 +565,7 @@ def grid(ctx: click.Context, source: Path | None, method: str | None, dataset: s
 
     if (source is None) == (method is None):
         raise DDBenchError("give either --from FILE (a distilled.pt) or --method NAME --ipc K, not both or neither")
+    _check_out_file(out_path)
     if max_per_class is not None and max_per_class < 1:
         raise DDBenchError(f"bad --max-per-class {max_per_class}: give a positive integer")
     regs = _registries()
@@ -522,8 +598,9 @@ def grid(ctx: click.Context, source: Path | None, method: str | None, dataset: s
 @click.option("--arch", default=None, help="only this architecture")
 @click.option("--size", default="800x500", show_default=True, help="WIDTHxHEIGHT in pixels")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="PNG file to write")
+@click.option("--strict", is_flag=True, help="an unreadable record file is an error (default: named and left out)")
 def ablation(results: Path, key: str, method: str | None, dataset: str | None, ipc: int | None, arch: str | None,
-             size: str, out_path: Path) -> None:
+             size: str, out_path: Path, strict: bool) -> None:
     """Accuracy (mean ± sample std, error bars) vs the values of one option, from the records under RESULTS."""
     from ddbench.figures import ablation_png, write_png
     from ddbench.tables import ablation_frame, ablation_summary, build_ablation_table, load_frame
@@ -534,7 +611,8 @@ def ablation(results: Path, key: str, method: str | None, dataset: str | None, i
         raise DDBenchError(f"bad --size {size!r}: write WIDTHxHEIGHT, e.g. --size 800x500") from None
     if min(width, height) < 100:
         raise DDBenchError(f"bad --size {size!r}: at least 100x100 pixels")
-    df = load_frame(_results_dir(results))
+    _check_out_file(out_path)
+    df = load_frame(_results_dir(results), strict=strict)
     frame = ablation_frame(df, key, method, dataset, ipc, arch)
     t = build_ablation_table(df, key, method, dataset, ipc, arch)
     write_png(ablation_png(ablation_summary(frame), key, t.title, size=(width, height)), out_path)
@@ -549,13 +627,15 @@ def ablation(results: Path, key: str, method: str | None, dataset: str | None, i
 @click.option("--grid", "grids", multiple=True, type=click.Path(path_type=Path),
               help="extra distilled.pt files to show (those under RESULTS are found by themselves)")
 @click.option("--title", default=None, help="page title")
+@click.option("--strict", is_flag=True, help="an unreadable record file is an error (default: named, counted, left out)")
 def report(results: Path, out_path: Path, reference: str | None, improvement: bool, grids: tuple[Path, ...],
-           title: str | None) -> None:
+           title: str | None, strict: bool) -> None:
     """One self-contained HTML page (tables, figures as embedded PNG) for a results folder."""
     from ddbench.report import build_report
 
+    _check_out_file(out_path)
     page = build_report(_results_dir(results), reference=reference, improvement=improvement, grids=grids,
-                        datasets=_registries().datasets, title=title)
+                        datasets=_registries().datasets, title=title, strict=strict)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(page, encoding="utf-8")
     console.print(f"wrote {out_path} ({len(page) // 1024} KiB)")
@@ -589,12 +669,25 @@ def list_(kind: str | None, show_options: bool) -> None:
         out.print(rt)
         if k == "methods" and show_options:
             for e in registry.entries():
-                opts = RichTable(title=f"{e.name} options (-o key=value; defaults = paper budget)")
-                for col in ("option", "type", "default", "help"):
-                    opts.add_column(col)
-                for name, tp, default, help_ in cfgmod.describe(e.obj.Config):
-                    opts.add_row(name, tp, repr(default), help_)
-                out.print(opts)
+                out.print(_options_table(e.name, e.obj.Config, getattr(e.obj, "profiles", None) or {}))
+            from ddbench.evaluation import StandardEvaluator
+
+            out.print(_options_table("eval (standard evaluator, -o eval.key=value)", StandardEvaluator.Config,
+                                     StandardEvaluator.profiles))
+
+
+def _options_table(name: str, config: type, profiles: dict[str, dict[str, Any]]) -> RichTable:
+    """One row per option: type (a Literal lists its choices), the value under each profile, help."""
+    from ddbench.profiles import PROFILES
+
+    names = [p for p in PROFILES if p != "paper"]
+    rt = RichTable(title=f"{name} options (-o key=value; a profile's value where it differs from the paper default)")
+    for col in ("option", "type", *names, "paper", "help"):
+        rt.add_column(col)
+    for opt, tp, default, help_ in cfgmod.describe(config):
+        per = [repr(profiles[p][opt]) if opt in profiles.get(p, {}) else "·" for p in names]
+        rt.add_row(opt, tp, *per, repr(default), help_)
+    return rt
 
 
 @main.command()
@@ -626,16 +719,20 @@ def sample(method: str, dataset: str, ipc: int, out_dir: Path, profile: str, ove
            fit: bool, data_root: str | None, download: bool, cache_dir: Path | None, device: str | None) -> None:
     """Export a distilled set (tensor file + PNG grid): a set `ddbench run` made comes from the cache; generative
     methods sample their cached generator."""
-    import torch
 
     from ddbench.api import Context, GenerativeDistiller
     from ddbench.cache import ArtifactCache
     from ddbench.datasets import load
     from ddbench.export import export_distilled
     from ddbench.profiles import get_profile
-    from ddbench.runner import distilled_set, parse_ipcs
+    from ddbench.runner import distilled_set, parse_ipcs, resolve_device
 
     parse_ipcs([ipc])
+    dev = resolve_device(device)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DDBenchError(f"--out {out_dir} is a file; `ddbench sample` writes a folder (distilled.pt, grid.png): "
+                           f"give a folder path")
+    _check_out_file(out_dir / "distilled.pt")
     regs = _registries()
     cls = regs.methods.get(method)
     spec = regs.datasets.get(dataset)
@@ -643,7 +740,6 @@ def sample(method: str, dataset: str, ipc: int, out_dir: Path, profile: str, ove
     config = cfgmod.build(cls.Config, prof.name, cls.profiles, cfgmod.parse_overrides(overrides), owner=f"method {method!r}")
     train = load(spec, "train", data_root, download)
     cache = ArtifactCache(cache_dir)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with _progress() as bar:
         ctx = Context(spec, regs.networks, cache, dev, RichProgress(bar), cache.root / "checkpoints", prof.name,
                       data_id=f"{spec.name}:{train.fingerprint()}")

@@ -47,6 +47,10 @@ def describe(cls: type) -> list[tuple[str, str, Any, str]]:
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:  # the choices are the documentation: "dsa|none"
+        return "|".join(map(str, typing.get_args(tp)))
+    if typing.get_origin(tp) in (tuple, list):
+        return str(tp).replace("typing.", "")
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -124,7 +128,9 @@ def build(cls: type, profile: str, profiles: Mapping[str, Mapping[str, Any]] | N
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"bad options for {owner or cls.__name__}: {exc}") from None
+        given = [f"{k}={v}" for k, v in (overrides or {}).items() if f"{k}=" not in str(exc)]
+        said = f" (given: {', '.join(given)})" if given and not any(f"{k}=" in str(exc) for k in known) else ""
+        raise ConfigError(f"bad options for {owner or cls.__name__}: {exc}{said}") from None
 
 
 def as_dict(cfg: Any) -> dict[str, Any]:

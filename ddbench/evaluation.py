@@ -61,11 +61,19 @@ class StandardConfig:
     test_limit: int = doc("test on the first N test images (0 = the full test split)", 0)
     test_batch: int = doc("test batch size", 500)
 
-    def __post_init__(self) -> None:
-        if (self.epochs is not None and self.epochs < 1) or self.batch_size < 1 or self.test_batch < 1 or self.best_every < 1:
-            raise ValueError("epochs, batch_size, test_batch and best_every must be >= 1")
+    def __post_init__(self) -> None:  # each message names the bad value: "epochs=-5 ..."
+        for name in ("epochs", "batch_size", "test_batch", "best_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}={value} must be >= 1")
         if self.test_limit < 0:
-            raise ValueError("test_limit must be >= 0")
+            raise ValueError(f"test_limit={self.test_limit} must be >= 0 (0 = the full test split)")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr} must be > 0")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay={self.weight_decay} must be >= 0")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum={self.momentum} must be in [0, 1)")
 
 
 PROTOCOL_EPOCHS = {"augmented": 1000, "plain": 300}  # the reference's main.py / main_DM.py
@@ -84,8 +92,10 @@ def resolve_protocol(cfg: StandardConfig, dataset: str, arch: str) -> dict[str, 
 
 
 @torch.no_grad()
-def test_accuracy(net: FeatureNet, test: ImageSet, batch: int = 500, limit: int = 0) -> float:
-    """Top-1 accuracy in percent on ``test`` (its first ``limit`` images when ``limit`` > 0)."""
+def test_accuracy(net: FeatureNet, test: ImageSet, batch: int = 500, limit: int = 0,
+                  on_batch: Callable[[int], None] | None = None) -> float:
+    """Top-1 accuracy in percent on ``test`` (its first ``limit`` images when ``limit`` > 0); ``on_batch(k)``
+    after each batch of ``k`` images (progress)."""
     net.eval()
     n = len(test) if limit <= 0 else min(limit, len(test))
     device = next(net.parameters()).device
@@ -94,6 +104,8 @@ def test_accuracy(net: FeatureNet, test: ImageSet, batch: int = 500, limit: int 
         x = test.images[i: min(i + batch, n)].to(device)
         y = test.labels[i: min(i + batch, n)].to(device)
         correct += int((net(x).argmax(1) == y).sum())
+        if on_batch is not None:
+            on_batch(int(y.shape[0]))
     net.train()
     return 100.0 * correct / n
 
@@ -175,10 +187,14 @@ class StandardEvaluator(Evaluator):
             loss = train_network(net, distilled.images, distilled.labels, cfg, seed, augment, resample,
                                  on_epoch=lambda ep, lo: task.advance(1, loss=lo), checkpoint=checkpoint)
         t1 = time.perf_counter()
-        final = checkpoints[-1][1] if checkpoints else test_accuracy(net, test, cfg.test_batch, cfg.test_limit)
+        n_test = len(test) if cfg.test_limit <= 0 else min(cfg.test_limit, len(test))
+        if checkpoints:
+            final = checkpoints[-1][1]
+        else:  # the test pass is most of a small set's evaluation: it reports progress too
+            with self.ctx.progress(f"test {arch} seed {seed}", n_test) as task:
+                final = test_accuracy(net, test, cfg.test_batch, cfg.test_limit, on_batch=task.advance)
         t2 = time.perf_counter()
         acc = max(a for _, a in checkpoints) if cfg.accuracy == "best" else final
-        n_test = len(test) if cfg.test_limit <= 0 else min(cfg.test_limit, len(test))
         return EvalResult(acc, {"resolved": resolved, "final_accuracy": final, "train_loss": loss,
                                 "train_seconds": round(t1 - t0, 3),
                                 "test_seconds": round(t2 - t1, 3), "test_images": n_test,

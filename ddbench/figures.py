@@ -158,7 +158,8 @@ def read_distilled(path: Path, datasets: Any | None = None, dataset: str | None 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file names itself
-        raise ConfigError(f"cannot read {path} as a torch file of tensors ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(f"cannot read {path}: not a complete torch.save file of tensors (truncated, or written by "
+                          f"something else; torch: {type(exc).__name__}); write one with `ddbench sample --out DIR`") from None
     if isinstance(obj, (tuple, list)) and len(obj) == 2:
         obj = {"images": obj[0], "labels": obj[1]}
     if not isinstance(obj, dict) or "labels" not in obj or not ({"images", "pixels"} & set(obj)):

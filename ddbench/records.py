@@ -83,15 +83,37 @@ def read_record(path: Path) -> dict[str, Any]:
         return json.load(fh)
 
 
-def iter_records(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Every record under ``root`` (unreadable or foreign JSON files are skipped)."""
+def iter_records(root: Path, unreadable: list[tuple[Path, str]] | None = None) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every record (``seed*.json``) under ``root``. A file that is not a readable record of this schema is
+    skipped; with ``unreadable`` given, ``(path, why)`` is appended to it, so callers can name and count it."""
     for path in sorted(Path(root).rglob("seed*.json")):
+        why = None
         try:
             rec = read_record(path)
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(rec, dict) and rec.get("schema") == SCHEMA and "accuracy" in rec:
+        except OSError as exc:
+            why, rec = f"cannot read it ({exc.strerror or exc})", None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            why, rec = f"not valid JSON ({exc})", None
+        if why is None:
+            why = record_problem(rec)
+        if why is None:
             yield path, rec
+        elif unreadable is not None:
+            unreadable.append((path, why))
+
+
+def record_problem(rec: Any) -> str | None:
+    """Why ``rec`` (parsed JSON) is not a usable record; None when it is."""
+    if not isinstance(rec, dict):
+        return f"not a record (a JSON {type(rec).__name__})"
+    if rec.get("schema") != SCHEMA:
+        return f"schema {rec.get('schema')!r}, this ddbench reads schema {SCHEMA}"
+    cell = rec.get("cell")
+    if not isinstance(cell, dict) or any(k not in cell for k in ("profile", "dataset", "method", "ipc", "arch", "seed")):
+        return "no complete 'cell'"
+    if not isinstance(rec.get("accuracy"), (int, float)) or isinstance(rec.get("accuracy"), bool):
+        return f"accuracy is {rec.get('accuracy')!r}, not a number"
+    return None
 
 
 @functools.lru_cache(maxsize=1)

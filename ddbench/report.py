@@ -152,12 +152,14 @@ def _cells_table(df: pd.DataFrame) -> str:
 
 
 def build_report(results: Path, *, reference: str | None = None, improvement: bool = False,
-                 grids: Sequence[Path] = (), datasets: Any = None, title: str | None = None) -> str:
-    """The HTML page for ``results`` (``datasets``: the dataset registry, for image grids' class names)."""
+                 grids: Sequence[Path] = (), datasets: Any = None, title: str | None = None,
+                 strict: bool = False) -> str:
+    """The HTML page for ``results`` (``datasets``: the dataset registry, for image grids' class names;
+    ``strict``: an unreadable record file is an error instead of a warning and a counted note)."""
     results = Path(results)
     if not results.is_dir():
         raise ConfigError(f"results folder {results} does not exist; pass the --out folder of `ddbench run`")
-    df = load_frame(results)
+    df = load_frame(results, strict=strict)
     if df.empty:
         raise ConfigError(f"no records found under {results}: run `ddbench run ... --out {results}` first")
     title = title or f"ddbench report: {results.name}"
@@ -166,6 +168,10 @@ def build_report(results: Path, *, reference: str | None = None, improvement: bo
              f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}; every number below is rebuilt from the "
              f"records (one JSON file per evaluated cell)</p>",
              "<h2>Records</h2>", _summary(df, results)]
+    bad = df.attrs.get("unreadable") or []
+    if bad:
+        parts.append(f'<p class="meta">{len(bad)} unreadable record file(s) left out: '
+                     + "; ".join(e(f"{p} ({why})") for p, why in bad) + "</p>")
     tables: list[Table] = []
     archs = sorted(set(df["arch"]), key=lambda a: (a != "convnet3", a))
     multi = [(d, i) for (d, i), part in df.groupby(["dataset", "ipc"], sort=True) if part["arch"].nunique() > 1]

@@ -76,23 +76,48 @@ FRAME_COLUMNS = ["dataset", "method", "base_method", "variant", "ipc", "arch", "
                  "eval_config", "path"]
 
 
-def load_frame(root: Path) -> pd.DataFrame:
-    """One row per record under ``root`` (``overrides``, ``method_config`` and ``eval_config`` hold dicts)."""
+def load_frame(root: Path, strict: bool = False) -> pd.DataFrame:
+    """One row per record under ``root`` (``overrides``, ``method_config`` and ``eval_config`` hold dicts).
+
+    A file that is not a readable record is left out with a warning naming it; the list of ``(path, why)`` is in
+    ``frame.attrs["unreadable"]`` and every table built from the frame counts it in its notes. ``strict``: raise
+    :class:`ConfigError` instead.
+    """
     rows = []
-    for path, rec in iter_records(Path(root)):
+    unreadable: list[tuple[Path, str]] = []
+    for path, rec in iter_records(Path(root), unreadable):
         c = rec["cell"]
-        rows.append({
-            "dataset": c["dataset"], "method": c["method"] + (f"+{c['variant']}" if c.get("variant") else ""),
-            "base_method": c["method"], "variant": c.get("variant", ""),
-            "ipc": int(c["ipc"]), "arch": c["arch"], "seed": int(c["seed"]), "distill_seed": int(c["distill_seed"]),
-            "profile": c["profile"], "protocol": protocol_label(rec), "execution": execution_label(rec),
-            "accuracy": float(rec["accuracy"]),
-            "distill_seconds": rec.get("timing", {}).get("distill_seconds"),
-            "evaluate_seconds": rec.get("timing", {}).get("evaluate_seconds"),
-            "overrides": dict(rec.get("overrides") or {}), "method_config": dict(rec.get("method_config") or {}),
-            "eval_config": dict(rec.get("protocol") or {}), "path": str(path),
-        })
-    return pd.DataFrame(rows, columns=FRAME_COLUMNS)
+        try:
+            rows.append({
+                "dataset": c["dataset"], "method": c["method"] + (f"+{c['variant']}" if c.get("variant") else ""),
+                "base_method": c["method"], "variant": c.get("variant", ""),
+                "ipc": int(c["ipc"]), "arch": c["arch"], "seed": int(c["seed"]),
+                "distill_seed": int(c.get("distill_seed", 0)),
+                "profile": c["profile"], "protocol": protocol_label(rec), "execution": execution_label(rec),
+                "accuracy": float(rec["accuracy"]),
+                "distill_seconds": rec.get("timing", {}).get("distill_seconds"),
+                "evaluate_seconds": rec.get("timing", {}).get("evaluate_seconds"),
+                "overrides": dict(rec.get("overrides") or {}), "method_config": dict(rec.get("method_config") or {}),
+                "eval_config": dict(rec.get("protocol") or {}), "path": str(path),
+            })
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            unreadable.append((path, f"malformed field ({type(exc).__name__}: {exc})"))
+    for path, why in ([] if strict else unreadable):
+        log.warning("unreadable record %s: %s; left out", path, why)
+    if strict and unreadable:
+        raise ConfigError(f"{len(unreadable)} unreadable record(s) under {root}, e.g. {unreadable[0][0]} "
+                          f"({unreadable[0][1]}): fix or remove them, or drop --strict")
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    frame.attrs["unreadable"] = [(str(p), why) for p, why in unreadable]
+    return frame
+
+
+def unreadable_note(df: pd.DataFrame) -> list[str]:
+    """The footer line counting the records :func:`load_frame` could not read (none: no line)."""
+    bad = df.attrs.get("unreadable") or []
+    if not bad:
+        return []
+    return [f"{len(bad)} unreadable record file(s) left out (named on stderr; --strict makes this an error)"]
 
 
 def summarise(df: pd.DataFrame, keys: Sequence[str], value: str = "accuracy") -> pd.DataFrame:
@@ -228,12 +253,23 @@ class Table:
                 f"<caption>{e(self.title)}</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
                 + "\n".join(body) + f"\n</tbody>\n</table>\n<ul class=\"notes\">{notes}</ul>\n</div>\n")
 
-    def to_rich(self) -> RichTable:
-        """A rich table: best measured values bold, published rows italic and dim."""
+    def unstyled_notes(self) -> list[str]:
+        """The notes without the one about bold values, for output that cannot show bold (plain text)."""
+        out = []
+        for n in self.notes:
+            if n.startswith("bold:"):
+                continue
+            out.append(n.split("; bold:")[0])
+        return out
+
+    def to_rich(self, styled: bool = True) -> RichTable:
+        """A rich table: best measured values bold, published rows italic and dim. ``styled`` False: for a
+        console without styles (a pipe, a file), whose text shows no bold, so no note talks about bold."""
         from rich.table import Table as RichTable
         from rich.text import Text
 
-        rt = RichTable(title=self.title, caption="\n".join(self.notes), caption_justify="left")
+        notes = self.notes if styled else self.unstyled_notes()
+        rt = RichTable(title=self.title, caption="\n".join(notes), caption_justify="left")
         rt.add_column(self.row_header, style="bold")
         for col in self.columns:
             rt.add_column(col, justify="right")
@@ -252,7 +288,7 @@ class Table:
 
         buf = io.StringIO()
         Console(file=buf, width=max(100, 30 * (len(self.columns) + 1)), force_terminal=False,
-                color_system=None).print(self.to_rich())
+                color_system=None).print(self.to_rich(styled=False))
         return buf.getvalue()
 
 
@@ -401,7 +437,7 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
     if unmeasured:
         notes.append(f"no records yet for {', '.join(unmeasured)} (–): not measured, not zero")
     if timing:
-        return Table(title, col_names, rows, [metric_note, *notes[1:]])
+        return Table(title, col_names, rows, [metric_note, *notes[1:], *unreadable_note(df)])
     _mark_best(rows, [p for _, p in keys])
     bold_note = len(notes)
     if improvement:
@@ -411,8 +447,9 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
         notes += ref_notes
     excluded = " (published rows excluded)" if any(r.reference for r in rows) else ""
     per = " and protocol" if multi else ""
-    notes.insert(bold_note, f"bold: best measured mean per column{per}" + excluded)
-    return Table(title, col_names, rows, notes)
+    if any(c.best for r in rows for c in r.cells):
+        notes.insert(bold_note, f"bold: best measured mean per column{per}" + excluded)
+    return Table(title, col_names, rows, notes + unreadable_note(df))
 
 
 def _add_improvement(rows: list[Row], keys: list[tuple[str, str]], by_key: dict[tuple[str, str], dict[Coord, Any]],
@@ -596,6 +633,7 @@ def build_ablation_table(df: pd.DataFrame, key: str, method: str | None = None, 
     arch_text = f" ({coords[0][2]})" if one_arch else ""
     title = f"Ablation of {key}: test accuracy (%) of {', '.join(series_list)}{arch_text}"
     notes = _notes(frame, summarise(frame, ["series", "dataset", "ipc", "arch", "value"]))
-    notes.append(f"rows: values of {key} (an -o override, else the recorded config value); "
-                 "bold: best mean per column" + (" within each series" if len(series_list) > 1 else ""))
-    return Table(title, col_names, rows, notes, row_header=key)
+    bold = "; bold: best mean per column" + (" within each series" if len(series_list) > 1 else "")
+    notes.append(f"rows: values of {key} (an -o override, else the recorded config value)"
+                 + (bold if any(c.best for r in rows for c in r.cells) else ""))
+    return Table(title, col_names, rows, notes + unreadable_note(df), row_header=key)

@@ -57,6 +57,11 @@ def test_list_and_plugins() -> None:
     (["-m", "random", "--seeds", "a"], "bad --seeds 'a'"),
     (["-m", "random", "--threads", "0"], "Invalid value for '--threads': 0 is not in the range x>=1"),
     (["-m", "random", "--bogus"], "No such option '--bogus'"),
+    (["-m", "random", "-o", "eval.epochs=-5"], "epochs=-5 must be >= 1"),
+    (["-m", "random", "-o", "eval.augment=flip"], "bad value 'flip' for augment: choose one of dsa, none"),
+    (["-m", "dm", "-o", "dm.iterations=-3"], "(given: iterations=-3)"),
+    (["-m", "random", "--device", "gpu7"], "bad --device 'gpu7': use cpu, cuda, cuda:N"),
+    (["-m", "random", "--device", "cuda:99"], "--device cuda:99: "),
     (["--ipc", "1"], "Missing option '-m' / '--method'"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
@@ -90,3 +95,34 @@ def test_usage_errors_of_other_commands_are_one_line() -> None:
     assert r.exit_code == 2 and "'bogus' is not one of" in r.output and "see 'ddbench list --help'" in r.output
     assert len(r.output.strip().splitlines()) == 1, r.output
     assert CliRunner().invoke(main, ["--help"]).exit_code == 0
+
+
+def test_a_crash_after_validation_leaves_no_empty_out_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddbench.evaluation import StandardEvaluator
+
+    def crash(*a, **k):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(StandardEvaluator, "evaluate", crash)
+    out = tmp_path / "res"
+    r = CliRunner().invoke(main, ["run", "-m", "random", "-d", "digits", "--ipc", "1", "-p", "smoke", "--out", str(out),
+                                  "--cache-dir", str(tmp_path / "c")])
+    assert r.exit_code != 0 and isinstance(r.exception, RuntimeError)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["sample", "-m", "random", "-d", "digits", "--ipc", "1", "-p", "smoke", "--out", "{file}"], "is a file"),
+    (["sample", "-m", "random", "-d", "digits", "--ipc", "1", "--out", "{tmp}/s", "--device", "cuda:99"], "--device"),
+    (["figure", "grid", "--from", "{file}", "--out", "{tmp}/g.png"], "not a complete torch.save file"),
+    (["table", "--results", "{tmp}", "--out", "{tmp}"], "is a folder; give a file name"),
+    (["table", "--results", "{tmp}", "--out", "{file}/t.md"], "is a file, not a folder"),
+    (["report", "--results", "{tmp}", "--out", "{file}/r.html"], "is a file, not a folder"),
+])
+def test_bad_paths_of_other_commands_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "f").write_bytes(b"not a torch file")
+    before = sorted(tmp_path.rglob("*"))
+    args = [a.format(file=tmp_path / "f", tmp=tmp_path) for a in args]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written

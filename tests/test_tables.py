@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -287,3 +288,34 @@ def test_cross_architecture_sweep_distils_once(tmp_path: Path) -> None:
     assert sorted((o.cell.arch, o.cell.seed) for o in outcomes) == [(a, 0) for a in archs]
     t = build_table(load_frame(tmp_path / "res"), "archs")
     assert t.columns == archs and [r.label for r in t.rows] == ["counting+eval.epochs=1"]
+
+
+def test_unreadable_records_are_named_counted_and_strict_refuses(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A table never drops a record silently: each unreadable one is named (stderr), counted in the notes, and
+    --strict makes it an error (CLI: exit 2, one line)."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from ddbench.cli import main
+
+    res = tmp_path / "res"
+    sample = Path(__file__).resolve().parents[1] / "records" / "quick" / "mnist" / "random"
+    shutil.copytree(sample, res / "quick" / "mnist" / "random")
+    bad = sorted(res.rglob("seed*.json"))
+    bad[0].write_text(bad[0].read_text()[:40])  # cut short
+    bad[1].write_text(json.dumps({"schema": 1, "cell": {}, "accuracy": "high"}))
+    df = load_frame(res)
+    assert len(df.attrs["unreadable"]) == 2 and sum(str(p) in caplog.text for p in bad[:2]) == 2
+    t = build_table(df, "datasets")
+    assert "2 unreadable record file(s) left out" in " ".join(t.notes)
+    with pytest.raises(ConfigError, match="2 unreadable record"):
+        load_frame(res, strict=True)
+    r = CliRunner().invoke(main, ["table", "--results", str(res), "--format", "csv"])
+    assert r.exit_code == 0 and str(bad[0]) in "".join(r.output.split())  # stderr (mixed in), as rich wraps it
+    assert "random,45.5 ± 2.4 (n=3)" in r.output  # the 3 readable records of that cell
+    r = CliRunner().invoke(main, ["table", "--results", str(res), "--strict", "--out", str(tmp_path / "t.csv")])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and not (tmp_path / "t.csv").exists()
+    r = CliRunner().invoke(main, ["report", "--results", str(res), "--strict", "--out", str(tmp_path / "r.html")])
+    assert r.exit_code == 2 and not (tmp_path / "r.html").exists()
