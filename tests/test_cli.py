@@ -58,7 +58,7 @@ def test_list_and_plugins() -> None:
     (["-m", "random", "--threads", "0"], "Invalid value for '--threads': 0 is not in the range x>=1"),
     (["-m", "random", "--bogus"], "No such option '--bogus'"),
     (["-m", "random", "-o", "eval.epochs=-5"], "epochs=-5 must be >= 1"),
-    (["-m", "random", "-o", "eval.augment=flip"], "bad value 'flip' for augment: choose one of dsa, none"),
+    (["-m", "random", "-o", "eval.augment=flip"], "bad value 'flip' for augment: choose one of dsa, dc, none"),
     (["-m", "dm", "-o", "dm.iterations=-3"], "(given: iterations=-3)"),
     (["-m", "random", "--device", "gpu7"], "bad --device 'gpu7': use cpu, cuda, cuda:N"),
     (["-m", "random", "--device", "cuda:99"], "--device cuda:99: "),
