@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,14 +29,18 @@ import torch
 
 from ddbench.api import DistilledSet
 from ddbench.cache import ArtifactCache
+from ddbench.claims import ClaimBoard
 from ddbench.errors import ConfigError, DDBenchError
 from ddbench.records import Cell
 from ddbench.runner import (
+    CLAIMS_DIR,
+    WAIT_POLL_S,
     Group,
     Outcome,
     Plan,
     Request,
     check_distilled,
+    claim_name,
     dataset_context,
     distilled_set,
     evaluate_cell,
@@ -120,23 +125,38 @@ def _distil(req: Request, group: Group, *after: Any) -> tuple[DistilledSet, floa
     return out
 
 
+def _board(req: Request) -> ClaimBoard:
+    """This worker's claims on the results folder's board (the one every sweep on that folder uses); its
+    heartbeat runs as long as the worker process, and a killed worker's claims go stale and are taken over."""
+    key = ("claims", str(req.out))
+    if key not in _WORKER:
+        _WORKER[key] = ClaimBoard(Path(req.out) / CLAIMS_DIR).__enter__()
+    return _WORKER[key]
+
+
 def _evaluate(req: Request, group: Group, cell: Cell, config_hash: str,
               distilled: tuple[DistilledSet, float, bool] | Failed) -> Outcome | Failed:
-    """Task: evaluate one cell on its group's distilled set and write the record (atomically)."""
+    """Task: claim the cell, evaluate it on its group's distilled set and write the record (atomically). A cell
+    another live sweep holds comes back with status ``claimed``: the driver asks again later."""
     if isinstance(distilled, Failed):
         return distilled
     _pin_threads()
+    path = cell.path(Path(req.out))
+    board, name = _board(req), claim_name(cell)
+    if not board.claim(name):
+        return Outcome(cell, path, None, "claimed", str(board.holder(name) or "another process"))
     try:
-        path = cell.path(Path(req.out))
         ctx, _, test = _dataset(req, group.dataset)
         if not req.rerun and is_done(path, config_hash, False, execution(ctx.device, group.eval_config)):
-            return Outcome(cell, path, None)  # recorded meanwhile (another sweep on this folder)
+            return Outcome(cell, path, None, "other")  # recorded meanwhile by another sweep on this folder
         from ddbench.plugins import registries
 
         evaluator = registries().evaluators.get(req.evaluator)(group.eval_config, ctx)
         return evaluate_cell(group, req, ctx, evaluator, test, *distilled, cell, config_hash)
     except DDBenchError as exc:
         return Failed(str(exc))
+    finally:
+        board.release(name)
 
 
 # ---------------------------------------------------------------- driver side
@@ -198,11 +218,21 @@ def _generator_key(group: Group) -> tuple[Any, ...] | None:
     return group.dataset, group.method, group.cells[0].variant if group.cells else "", group.distill_seed
 
 
-def submit(req: Request, work: Sequence[tuple[Group, list[tuple[Cell, str]]]], distil: Any, evaluate: Any) -> dict[Any, Cell]:
+@dataclass
+class Job:
+    """One evaluation task's arguments (kept to submit it again while another sweep holds its cell)."""
+
+    group: Group
+    cell: Cell
+    config_hash: str
+    distilled: Any  # the distil task's result reference
+
+
+def submit(req: Request, work: Sequence[tuple[Group, list[tuple[Cell, str]]]], distil: Any, evaluate: Any) -> dict[Any, Job]:
     """Submit the DAG: one distil task per group (after the group that fits its generator, if another one does),
-    one evaluation task per missing cell on its group's set. Returns {evaluation task: cell}."""
+    one evaluation task per missing cell on its group's set. Returns {evaluation task: job}."""
     fitting: dict[tuple[Any, ...], Any] = {}  # generator key -> the distil task that fits it
-    cells: dict[Any, Cell] = {}
+    jobs: dict[Any, Job] = {}
     for group, todo in work:
         key = _generator_key(group)
         after = [fitting[key]] if key in fitting else []
@@ -210,8 +240,8 @@ def submit(req: Request, work: Sequence[tuple[Group, list[tuple[Cell, str]]]], d
         if key is not None:
             fitting.setdefault(key, ref)
         for cell, h in todo:
-            cells[evaluate.remote(req, group, cell, h, ref)] = cell
-    return cells
+            jobs[evaluate.remote(req, group, cell, h, ref)] = Job(group, cell, h, ref)
+    return jobs
 
 
 def execute_ray(plan_: Plan, options: RayOptions, on_done: Callable[[Outcome], None] | None = None,
@@ -247,24 +277,36 @@ def execute_ray(plan_: Plan, options: RayOptions, on_done: Callable[[Outcome], N
                 work.append((group, todo))
         resources = dict(num_cpus=options.cpus_per_task, num_gpus=gpus, max_retries=options.retries,
                          retry_exceptions=True)
-        cells = submit(req, work, ray.remote(_distil).options(**resources), ray.remote(_evaluate).options(**resources))
-        while cells:
-            ready, _ = ray.wait(list(cells), num_returns=1)
+        evaluate = ray.remote(_evaluate).options(**resources)
+        jobs = submit(req, work, ray.remote(_distil).options(**resources), evaluate)
+        held: list[tuple[float, Job]] = []  # cells another sweep computes: (when to ask again, job)
+        while jobs or held:
+            now = time.monotonic()
+            for due, job in [h for h in held if h[0] <= now]:
+                held.remove((due, job))
+                jobs[evaluate.remote(req, job.group, job.cell, job.config_hash, job.distilled)] = job
+            if not jobs:
+                time.sleep(max(0.0, min(due for due, _ in held) - now))
+                continue
+            ready, _ = ray.wait(list(jobs), num_returns=1, timeout=WAIT_POLL_S if held else None)
             for ref in ready:
-                cell = cells.pop(ref)
+                job = jobs.pop(ref)
                 try:
                     value = ray.get(ref)
                 except ray.exceptions.RayError as exc:
                     value = Failed(_one_line(exc))
                 if isinstance(value, Failed):
-                    failure = Failure(cell, value.error)
+                    failure = Failure(job.cell, value.error)
                     failures.append(failure)
                     if on_failure:
                         on_failure(failure)
+                    continue
+                if value.status == "claimed":
+                    held.append((time.monotonic() + WAIT_POLL_S, job))
                 else:
                     outcomes.append(value)
-                    if on_done:
-                        on_done(value)
+                if on_done:
+                    on_done(value)
     finally:
         if started:
             ray.shutdown()

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,38 @@ def test_ray_sweep_writes_the_local_executors_records(tmp_path: Path, local_refe
     assert len(list((tmp_path / "cache/generator").glob("*.pt"))) == 1
     again, failures = execute_ray(runner.plan(registries(), req), RayOptions())  # resume: nothing left to do
     assert failures == [] and [o.record for o in again] == [None] * 8
+
+
+def test_a_cell_another_sweep_holds_is_left_to_it_until_released(tmp_path: Path, local_ray: Any) -> None:
+    """Claims (the board every sweep on a results folder shares): a Ray worker does not compute a cell another
+    live process holds; the driver asks again and computes it once the holder lets go without recording it."""
+    from ddbench.claims import ClaimBoard
+    from ddbench.ray_executor import RayOptions, execute_ray
+
+    req = runner.Request(methods=["random"], datasets=["digits"], ipcs=[1], profile="smoke", out=tmp_path / "res",
+                         cache_dir=tmp_path / "cache")
+    the_plan = runner.plan(registries(), req)
+    cell = the_plan.cells[0]
+    name, path = runner.claim_name(cell), cell.path(tmp_path / "res")
+    recorded_at_release: list[bool] = []
+    seen: list[Any] = []
+    with ClaimBoard(tmp_path / "res" / runner.CLAIMS_DIR) as other:
+        assert other.claim(name)
+
+        def give_up() -> None:  # the other sweep stops without recording the cell
+            recorded_at_release.append(path.exists())
+            other.release(name)
+
+        timer = threading.Timer(8.0, give_up)
+        timer.start()
+        try:
+            outcomes, failures = execute_ray(the_plan, RayOptions(), on_done=seen.append)
+        finally:
+            timer.join()
+    assert failures == [] and recorded_at_release == [False]  # not computed while held
+    mine = [o.status for o in seen if o.cell == cell]
+    assert mine[0] == "claimed" and mine[-1] == "computed" and mine.count("computed") == 1
+    assert sorted(o.status for o in outcomes) == ["computed", "computed"] and path.is_file()
 
 
 def _cell_and_group(req: runner.Request, method: str, ipc: int, seed: int) -> tuple[Any, Any]:
