@@ -173,7 +173,7 @@ def connect(ray: Any, options: RayOptions) -> bool:
     """Join ``options.address`` or start a local Ray on the loopback interface; True if this call started it."""
     if ray.is_initialized():
         return False
-    quiet = dict(log_to_driver=False, logging_level=logging.WARNING)
+    quiet = dict(log_to_driver=True, logging_level=logging.WARNING)  # workers' warnings (e.g. a corrupt artifact) reach the driver
     if options.address:
         try:
             ray.init(address=options.address, **quiet)
