@@ -271,11 +271,13 @@ def _to_compute(plans: list[Any]) -> str:
     todo = [c for p in plans for c in cells_to_compute(p)]
     total = sum(len(p.cells) for p in plans)
     sets = len({(c.dataset, c.method_label, c.ipc, c.distill_seed) for c in todo})
-    return f"{len(todo)} of {total} cells to compute ({sets} distilled sets; {total - len(todo)} already recorded)"
+    return (f"{len(todo)} of {total} cells to compute ({sets} distilled set{'' if sets == 1 else 's'}; "
+            f"{total - len(todo)} already recorded)")
 
 
 def _summary(counts: dict[str, int]) -> str:
-    parts = [f"{counts.get('computed', 0)} cells computed here"]
+    n = counts.get("computed", 0)
+    parts = [f"{n} cell{'' if n == 1 else 's'} computed here"]
     if counts.get("other"):
         parts.append(f"{counts['other']} by another sweep on this folder")
     if counts.get("recorded"):

@@ -4,13 +4,12 @@ recomputed; nothing is unpickled."""
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import pytest
 import torch
 
-from ddbench.cache import ArtifactCache, sidecar
+from ddbench.cache import ArtifactCache, atomic_torch_save, sidecar
 from ddbench.checkpoint import Checkpointer
 
 
@@ -29,14 +28,15 @@ def test_a_corrupt_artifact_is_a_warned_miss(tmp_path: Path, caplog: pytest.LogC
     data = p.read_bytes()
     if damage == "truncate":
         p.write_bytes(data[: len(data) // 2])
-    elif damage == "flip":
-        p.write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
+    elif damage == "flip":  # one byte of tensor data: torch would load it, altered; only the sha256 tells
+        i = data.index(torch.arange(1000.0)[500:501].numpy().tobytes())
+        p.write_bytes(data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:])
+        assert torch.load(p, weights_only=True)["w"][500] != 500.0
     elif damage == "garbage-no-sidecar":  # a file from before sidecars, cut short: torch.load still catches it
         sidecar(p).unlink()
         p.write_bytes(data[:200])
-    else:  # an arbitrary pickle is never unpickled
-        sidecar(p).unlink()
-        p.write_bytes(pickle.dumps(Path("/etc/passwd")))
+    else:  # a file with a valid checksum that holds an arbitrary object: never unpickled (weights_only)
+        atomic_torch_save({"w": Path("/etc/passwd")}, p)
     assert cache.load("generator", "k") is None
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and str(p) in warnings[0] and "recomputing" in warnings[0], warnings

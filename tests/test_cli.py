@@ -23,6 +23,13 @@ def test_run_then_table(tmp_path: Path) -> None:
     r2 = invoke("run", "-m", "random", "-d", "digits", "--ipc", "1", "-p", "smoke", "--out", str(out),
                 "--cache-dir", str(tmp_path / "c"))
     assert r2.exit_code == 0 and "recorded" not in r2.output.split("\n")[1]  # resumed: nothing recomputed
+    assert "0 of 2 cells to compute" in r2.output and "0 cells computed here, 2 already recorded" in r2.output
+    r3 = invoke("run", "-m", "random", "-d", "digits", "--ipc", "1,2", "-p", "smoke", "--out", str(out),
+                "--cache-dir", str(tmp_path / "c"))
+    assert "2 of 4 cells to compute (1 distilled set; 2 already recorded)" in r3.output, r3.output  # the header
+    md_file = tmp_path / "t.md"
+    assert invoke("table", "--results", str(out), "--format", "markdown", "--out", str(md_file)).exit_code == 0
+    assert "| random |" in md_file.read_text()
     md = invoke("table", "--results", str(out), "--format", "markdown")
     assert md.exit_code == 0 and "| random |" in md.output
     f = tmp_path / "t.tex"

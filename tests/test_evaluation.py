@@ -68,6 +68,29 @@ def test_smoke_evaluation_learns_real_mnist(mnist, tmp_path: Path) -> None:  # t
     assert again.accuracy == result.accuracy  # explicit seeds: reproducible
 
 
+def test_the_test_pass_reports_progress(mnist, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A long evaluation is not silent: training advances per epoch, the test pass per batch of images."""
+    from contextlib import contextmanager
+
+    spec, train, test = mnist
+    seen: dict[str, list[int]] = {}
+
+    @contextmanager
+    def progress(description: str, total: int | None):  # type: ignore[no-untyped-def]
+        class Task:
+            def advance(self, n: int = 1, **fields: object) -> None:
+                seen[description].append(n)
+
+        seen[description] = []
+        yield Task()
+
+    ctx = Context(spec, REGS.networks, ArtifactCache(tmp_path), progress=progress)
+    images, labels = train.sample_per_class(1, torch.Generator().manual_seed(0))
+    StandardEvaluator(StandardConfig(epochs=1, test_limit=1200), ctx).evaluate(DistilledSet(images, labels), test,
+                                                                               "convnet3", 0)
+    assert seen == {"train convnet3 seed 0": [1, 1], "test convnet3 seed 0": [500, 500, 200]}
+
+
 def test_best_accuracy_is_labelled_and_at_least_final(mnist, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     spec, train, test = mnist
     images, labels = train.sample_per_class(1, torch.Generator().manual_seed(0))

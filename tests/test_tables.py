@@ -319,3 +319,10 @@ def test_unreadable_records_are_named_counted_and_strict_refuses(tmp_path: Path,
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and not (tmp_path / "t.csv").exists()
     r = CliRunner().invoke(main, ["report", "--results", str(res), "--strict", "--out", str(tmp_path / "r.html")])
     assert r.exit_code == 2 and not (tmp_path / "r.html").exists()
+
+
+def test_plain_text_has_no_bold_note(results: Path) -> None:
+    """Plain text cannot show bold: its notes say nothing about bold (markdown, where ** shows, keeps the note)."""
+    t = build_table(load_frame(results), "datasets")
+    assert any(n.startswith("bold:") for n in t.notes) and "bold:" in t.render("markdown")
+    assert "bold:" not in t.render("rich")
