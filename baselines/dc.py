@@ -39,6 +39,7 @@ from torch import Tensor
 
 from ddbench import DistilledSet, Distiller, ImageSet, doc, hookimpl
 from ddbench.augment import DSA as DSAug
+from ddbench.engine import Engine
 from ddbench.errors import ConfigError
 from ddbench.networks import FeatureNet
 from ddbench.profiles import quick_iterations
@@ -144,6 +145,8 @@ class GradientMatching(Distiller):
         cfg: DCConfig = self.config
         dsa = self.ctx.dsa(cfg.dsa_strategy or None) if cfg.augment == "dsa" else None
         classes = real.num_classes
+        engine = Engine.create(self.ctx.device, "fp32")
+        work = cfg.iterations * outer * classes * cfg.batch_real  # real images over the run
 
         def step(it: int) -> float:
             g = generator(seed, "iteration", it)
@@ -152,6 +155,9 @@ class GradientMatching(Distiller):
                 raise ConfigError(f"{self.name}: network {cfg.net!r} has batch norm, which needs the reference's BN "
                                   f"statistics handling; use an instance-norm network such as convnet3")
             net.train()
+            # the real batch's gradient and the inner training go through the engine (compiled where it
+            # pays); the synthetic gradient needs a double backward, which torch.compile lacks: eager
+            forward = engine.prepare(net, work_images=work)
             params = [p for p in net.parameters() if p.dim() > 1]  # 1-D gradients would add 0 to the distance
             net_opt = torch.optim.SGD(net.parameters(), lr=cfg.lr_net)
             total = 0.0
@@ -161,7 +167,7 @@ class GradientMatching(Distiller):
                     syn_c = images[c * ipc:(c + 1) * ipc]
                     x_real, x_syn = siamese(dsa, real.sample(c, cfg.batch_real, g), syn_c, g)
                     y_real = labels.new_full((x_real.shape[0],), c)
-                    g_real = torch.autograd.grad(F.cross_entropy(net(x_real), y_real), params)
+                    g_real = torch.autograd.grad(F.cross_entropy(forward(x_real), y_real), params)
                     g_real = [t.detach() for t in g_real]
                     y_syn = labels[c * ipc:(c + 1) * ipc]
                     g_syn = torch.autograd.grad(F.cross_entropy(net(x_syn), y_syn), params, create_graph=True)
@@ -171,7 +177,7 @@ class GradientMatching(Distiller):
                 optimizer.step()
                 total += float(loss.detach())
                 if ol < outer - 1:
-                    train_inner(net, net_opt, images.detach(), labels, inner, cfg.batch_train, dsa, g)
+                    train_inner(net, net_opt, images.detach(), labels, inner, cfg.batch_train, dsa, g, forward)
             return total / (classes * outer)
 
         return step
@@ -190,15 +196,18 @@ class DSA(GradientMatching):
 
 
 def train_inner(net: FeatureNet, opt: torch.optim.Optimizer, images: Tensor, labels: Tensor, epochs: int,
-                batch: int, dsa: DSAug | None, g: torch.Generator) -> None:
-    """``epochs`` shuffled passes of cross-entropy SGD on the synthetic set (per-image DSA when on)."""
+                batch: int, dsa: DSAug | None, g: torch.Generator,
+                forward: Callable[[Tensor], Tensor] | None = None) -> None:
+    """``epochs`` shuffled passes of cross-entropy SGD on the synthetic set (per-image DSA when on);
+    ``forward`` = the engine's prepared forward of ``net`` (default: ``net`` itself)."""
+    fwd = forward or net
     n = labels.shape[0]
     for _ in range(epochs):
         order = torch.randperm(n, generator=g).to(images.device)
         for i in range(0, n, batch):
             idx = order[i:i + batch]
             x = per_sample(dsa, images[idx], g)
-            loss = F.cross_entropy(net(x), labels[idx])
+            loss = F.cross_entropy(fwd(x), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ddbench import DistilledSet, Distiller, ImageSet, doc, hookimpl
+from ddbench.engine import Engine
 from ddbench.profiles import quick_iterations
 
 from .synset import ClassBatches, generator, has_batchnorm, siamese, synthesise
@@ -49,6 +50,9 @@ class DMConfig:
         "siamese DSA: one shared draw per class for its real and synthetic batch; 'none' = no augmentation",
         "dsa")
     dsa_strategy: str = doc("DSA families joined by '_' ('' = the dataset's protocol strategy)", "")
+    precision: Literal["fp32", "bf16"] = doc(
+        "network passes in 'fp32' (the reference) or 'bf16' autocast (a labelled, faster variant)", "fp32",
+        hash_default=True)
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.batch_real < 1:
@@ -95,25 +99,30 @@ class DM(Distiller):
         cfg: DMConfig = self.config
         dsa = self.ctx.dsa(cfg.dsa_strategy or None) if cfg.augment == "dsa" else None
         classes = real.num_classes
+        engine = Engine.create(self.ctx.device, cfg.precision)
+        work = cfg.iterations * classes * cfg.batch_real  # real images over the run: whether compiling pays
 
         def step(it: int) -> float:
             g = generator(seed, "iteration", it)
             net = self.ctx.build_network(cfg.net, seed=int(torch.randint(2**62, (1,), generator=g)))
             net.train()
             net.requires_grad_(False)
+            embed_real = engine.prepare(net, work_images=work, method="embed", inference=True)
+            embed = engine.prepare(net, work_images=work, method="embed")
             reals, syns = [], []
             for c in range(classes):
                 r, s = siamese(dsa, real.sample(c, cfg.batch_real, g), images[c * ipc:(c + 1) * ipc], g)
                 reals.append(r)
                 syns.append(s)
-            if has_batchnorm(net):  # the reference's batch-norm branch: all classes in one forward pass
-                with torch.no_grad():
-                    mean_real = class_means(net.embed(torch.cat(reals)), [len(r) for r in reals])
-                mean_syn = class_means(net.embed(torch.cat(syns)), [ipc] * classes)
-            else:  # per class, as the reference (and faster on a CPU than one large batch)
-                with torch.no_grad():
-                    mean_real = torch.stack([net.embed(r).mean(0) for r in reals])
-                mean_syn = torch.stack([net.embed(s).mean(0) for s in syns])
+            with engine.autocast():
+                if has_batchnorm(net):  # the reference's batch-norm branch: all classes in one forward pass
+                    with torch.no_grad():
+                        mean_real = class_means(embed_real(torch.cat(reals)).float(), [len(r) for r in reals])
+                    mean_syn = class_means(embed(torch.cat(syns)).float(), [ipc] * classes)
+                else:  # per class, as the reference (and faster on a CPU than one large batch)
+                    with torch.no_grad():
+                        mean_real = torch.stack([embed_real(r).float().mean(0) for r in reals])
+                    mean_syn = torch.stack([embed(s).float().mean(0) for s in syns])
             loss = ((mean_real - mean_syn) ** 2).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ddbench.config import EmptyConfig, as_dict, stable_hash
+from ddbench.config import EmptyConfig, hash_dict, stable_hash
 from ddbench.progress import Progress, null_progress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -181,7 +181,7 @@ class Distiller(Component):
 
     def config_key(self, **extra: Any) -> str:
         """Hash of (method, dataset, config, extra): the cache key of anything this config produces."""
-        return stable_hash({"method": self.name, "dataset": self.ctx.data_id, "config": as_dict(self.config),
+        return stable_hash({"method": self.name, "dataset": self.ctx.data_id, "config": hash_dict(self.config),
                             **extra})
 
 
@@ -228,3 +228,17 @@ class Evaluator(Component):
     @abstractmethod
     def evaluate(self, distilled: DistilledSet, test: ImageSet, arch: str, seed: int) -> EvalResult:
         """Accuracy in percent of network ``arch`` (initialised with ``seed``) trained on ``distilled``."""
+
+    def vectorises(self, arch: str, seeds: Sequence[int]) -> bool:
+        """Whether :meth:`evaluate_many` trains these seeds' networks as one batch (default: never)."""
+        return False
+
+    def evaluate_many(self, distilled: DistilledSet, test: ImageSet, arch: str,
+                      seeds: Sequence[int]) -> Iterator[tuple[int, EvalResult, float]]:
+        """``(seed, result, seconds)`` for every seed, yielded as each finishes (the runner writes each record
+        then). This default evaluates one network after the other; an evaluator with a batched path (several
+        networks at once) overrides it."""
+        for seed in seeds:
+            t0 = time.perf_counter()
+            result = self.evaluate(distilled, test, arch, seed)
+            yield seed, result, time.perf_counter() - t0

@@ -17,12 +17,17 @@ from typing import Any
 from ddbench.errors import ConfigError
 
 
-def doc(help: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
-    """A dataclass field with a help text: ``lr: float = doc("learning rate", 0.01)``."""
+def doc(help: str, default: Any = dataclasses.MISSING, *, hash_default: bool = False, **kw: Any) -> Any:
+    """A dataclass field with a help text: ``lr: float = doc("learning rate", 0.01)``.
+
+    ``hash_default=True`` marks an option added after records existed: at its default value it stays out of
+    :func:`hash_dict`, so configs hashed before the option existed keep their hash (resume, caches).
+    """
+    meta = {"help": help, **({"hash_default": True} if hash_default else {})}
     if isinstance(default, (list, dict, set)):
         value = default
-        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kw)
-    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta, **kw)
+    return dataclasses.field(default=default, metadata=meta, **kw)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +140,16 @@ def build(cls: type, profile: str, profiles: Mapping[str, Mapping[str, Any]] | N
 
 def as_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+
+
+def hash_dict(cfg: Any) -> dict[str, Any]:
+    """:func:`as_dict` minus the ``hash_default`` options that sit at their default: what config hashes see."""
+    out = as_dict(cfg)
+    if dataclasses.is_dataclass(cfg):
+        for f in dataclasses.fields(cfg):
+            if f.metadata.get("hash_default") and f.default is not dataclasses.MISSING and out.get(f.name) == f.default:
+                out.pop(f.name, None)
+    return out
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ddbench import config as cfgmod
-from ddbench.api import Context, DistilledSet, Distiller, Evaluator, GenerativeDistiller, ImageSet
+from ddbench.api import Context, DistilledSet, Distiller, EvalResult, Evaluator, GenerativeDistiller, ImageSet
 from ddbench.cache import ArtifactCache
 from ddbench.claims import ClaimBoard
 from ddbench.config import parse_list
@@ -199,8 +199,8 @@ def plan(regs: Registries, req: Request) -> Plan:
 
 
 def cell_hash(cell: Cell, group: Group, evaluator: str) -> str:
-    return cfgmod.stable_hash({"cell": cell.__dict__, "method_config": cfgmod.as_dict(group.method_config),
-                               "evaluator": evaluator, "eval_config": cfgmod.as_dict(group.eval_config)})
+    return cfgmod.stable_hash({"cell": cell.__dict__, "method_config": cfgmod.hash_dict(group.method_config),
+                               "evaluator": evaluator, "eval_config": cfgmod.hash_dict(group.eval_config)})
 
 
 def execution(device: torch.device, eval_config: Any) -> dict[str, Any]:
@@ -300,6 +300,13 @@ def evaluate_cell(group: Group, req: Request, ctx: Context, evaluator: Evaluator
     """Train and test one cell's network on ``distilled``; write its record atomically."""
     t0 = time.perf_counter()
     result = evaluator.evaluate(distilled, test, cell.arch, cell.seed)
+    return record_cell(group, req, ctx, distilled, distill_seconds, from_cache, cell, h, result,
+                       time.perf_counter() - t0)
+
+
+def record_cell(group: Group, req: Request, ctx: Context, distilled: DistilledSet, distill_seconds: float,
+                from_cache: bool, cell: Cell, h: str, result: EvalResult, seconds: float) -> Outcome:
+    """Write one evaluated cell's record atomically."""
     record = {
         "schema": SCHEMA,
         "cell": cell.__dict__,
@@ -316,7 +323,7 @@ def evaluate_cell(group: Group, req: Request, ctx: Context, evaluator: Evaluator
         "result": result.extra,
         "distilled": {"images": len(distilled), "from_cache": from_cache,
                       **{k: v for k, v in distilled.meta.items() if k != "loss_history"}},
-        "timing": {"distill_seconds": round(distill_seconds, 3), "evaluate_seconds": round(time.perf_counter() - t0, 3)},
+        "timing": {"distill_seconds": round(distill_seconds, 3), "evaluate_seconds": round(seconds, 3)},
         "device": str(ctx.device),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **environment(),
@@ -371,6 +378,17 @@ def run_cell_group(group: Group, plan_: Plan, ctx: Context, train: ImageSet, tes
     distilled: DistilledSet | None = None
     distill_seconds, from_cache = 0.0, False
     evaluator: Evaluator = plan_.regs.evaluators.get(req.evaluator)(group.eval_config, ctx)
+    by_arch = [(arch, {c.seed: (c, h) for c, h in part}) for arch, part in groupby(todo, key=lambda t: t[0].arch)]
+    if claims is None and any(evaluator.vectorises(arch, list(cells)) for arch, cells in by_arch):
+        # an architecture's seeds trained as one vectorised batch (CUDA); records still written one by one
+        distilled, distill_seconds, from_cache = distilled_set(distiller, train, group.ipc, group.distill_seed,
+                                                               ctx.cache)
+        check_distilled(group, distilled, ctx, train)
+        for arch, cells in by_arch:
+            for seed, result, seconds in evaluator.evaluate_many(distilled, test, arch, list(cells)):
+                finish(record_cell(group, req, ctx, distilled, distill_seconds, from_cache, *cells[seed], result,
+                                   seconds))
+        return outcomes
     for i, (cell, h) in enumerate(todo):
         path = cell.path(Path(req.out))
         if claims is not None and not claims.claim(claim_name(cell)):

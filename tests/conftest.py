@@ -11,6 +11,9 @@ from ddbench.plugins import registries
 from ddbench.testing import small_subset
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# the fast suite runs the plain eager path (torch.compile costs tens of seconds per process); tests of the
+# compiled path ask for it explicitly
+os.environ.setdefault("DDBENCH_ENGINE", "eager")
 
 
 @pytest.fixture(scope="session")

@@ -3,19 +3,24 @@ filed at the path its cell names, with its provenance, and the tables quoted in 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from ddbench import config as cfgmod
 from ddbench.evaluation import StandardEvaluator, resolve_protocol
+from ddbench.plugins import registries
 from ddbench.profiles import get_profile
 from ddbench.records import EXECUTION_KEYS, Cell, iter_records
 from ddbench.report import build_report
 from ddbench.tables import build_table, load_frame
 
+REGS = registries()
 RECORDS = Path(__file__).resolve().parents[1] / "records"
 FILES = sorted(RECORDS.rglob("*.json"))
+# options added after records existed; a record without one was made at its default (config.doc hash_default)
+ADDED_AT_DEFAULT = {f.name for f in dataclasses.fields(StandardEvaluator.Config) if f.metadata.get("hash_default")}
 TEST_SPLIT = {"mnist": 10000, "fashion-mnist": 10000, "cifar10": 10000, "digits": 500}  # full test split sizes
 
 
@@ -37,11 +42,28 @@ def test_committed_records_follow_their_profiles_protocol() -> None:
         config = cfgmod.build(StandardEvaluator.Config, cell["profile"], StandardEvaluator.profiles, evaluation,
                               owner="evaluator")
         expected = {**cfgmod.as_dict(config), **resolve_protocol(config, cell["dataset"], cell["arch"])}
-        assert {k: v for k, v in rec["protocol"].items()
-                if k != "test_images" and (k not in EXECUTION_KEYS or k in expected)} == expected, path
+        recorded = {k: v for k, v in rec["protocol"].items()
+                    if k != "test_images" and (k not in EXECUTION_KEYS or k in expected)}
+        added = {k: v for k, v in expected.items() if k not in recorded and k in ADDED_AT_DEFAULT}
+        assert {**added, **recorded} == expected, path
         assert cell["seed"] < get_profile(cell["profile"]).networks
         if not expected["test_limit"]:
             assert rec["protocol"]["test_images"] == TEST_SPLIT[cell["dataset"]], path
+
+
+def test_committed_records_keep_their_config_hash() -> None:
+    """Options added since (at their default) leave the hash alone, so a sweep resumes over these records."""
+    for path, rec in iter_records(RECORDS):
+        cell = rec["cell"]
+        evaluation = {k.removeprefix("eval."): v for k, v in rec["overrides"].items() if k.startswith("eval.")}
+        eval_config = cfgmod.build(StandardEvaluator.Config, cell["profile"], StandardEvaluator.profiles, evaluation)
+        method_fields = dataclasses.fields(REGS.methods.get(cell["method"]).Config)
+        method_config = {k: v for k, v in rec["method_config"].items()
+                         if not any(f.name == k and f.metadata.get("hash_default") and f.default == v
+                                    for f in method_fields)}
+        expected = cfgmod.stable_hash({"cell": cell, "method_config": method_config,
+                                       "evaluator": rec["evaluator"], "eval_config": cfgmod.hash_dict(eval_config)})
+        assert rec["config_hash"] == expected, path
 
 
 @pytest.mark.parametrize("metric", ["accuracy", "distill-seconds", "evaluate-seconds"])
