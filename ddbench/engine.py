@@ -9,7 +9,8 @@ separate in kind:
 * the *path* (eager or compiled, channels_last or not) computes the same fp32 function and differs only in
   floating-point rounding. It is chosen per device by ``DDBENCH_ENGINE`` (``auto`` = the fastest path that pays
   on this device; ``eager`` = plain PyTorch, bit-identical to the loop before this module existed; ``compile``
-  = always compile) and written into each record's ``result.engine``, not into the protocol.
+  = always compile; default :data:`DEFAULT_PATH`) and written into each record's ``result.engine``, not into
+  the protocol.
 
 ``torch.compile`` needs a working C compiler on CPU (Inductor). Where it cannot compile, the engine says so in
 one log line per process and runs eager.
@@ -36,6 +37,9 @@ Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 PATHS = ("auto", "eager", "compile")
 ENV = "DDBENCH_ENGINE"
+# the path without $DDBENCH_ENGINE: on CUDA the fastest (auto: compiled, vectorised ensembles); on CPU eager
+# until the compiled path is measured to pay there (benchmarks/bench_engine.py)
+DEFAULT_PATH = {"cuda": "auto", "cpu": "eager"}
 
 # torch.compile pays for its one-off compilation (tens of seconds cold on this CPU; seconds from Inductor's
 # on-disk cache) only over enough work: below this many training images (steps x batch), auto stays eager.
@@ -44,9 +48,11 @@ _compile_ok: bool | None = None  # probed once per process
 RECOMPILE_LIMIT = 128
 
 
-def engine_path() -> str:
-    """The path choice from ``$DDBENCH_ENGINE`` (default ``auto``); a bad value is a one-line error."""
-    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+def engine_path(device_type: str = "cpu") -> str:
+    """The path choice from ``$DDBENCH_ENGINE`` (default :data:`DEFAULT_PATH` of the device type); a bad value
+    is a one-line error."""
+    default = DEFAULT_PATH.get(device_type, "eager")
+    value = os.environ.get(ENV, default).strip().lower() or default
     if value not in PATHS:
         raise ConfigError(f"bad {ENV}={value!r}: choose one of {', '.join(PATHS)}")
     return value
@@ -90,11 +96,12 @@ class Engine:
 
     @classmethod
     def create(cls, device: torch.device | str = "cpu", precision: str = "fp32", path: str | None = None) -> Engine:
-        """An engine for ``device``; ``path`` None = ``$DDBENCH_ENGINE`` (default ``auto``)."""
-        p = engine_path() if path is None else path
+        """An engine for ``device``; ``path`` None = ``$DDBENCH_ENGINE`` (default: :data:`DEFAULT_PATH`)."""
+        device = torch.device(device)
+        p = engine_path(device.type) if path is None else path
         if p not in PATHS:
             raise ConfigError(f"bad engine path {p!r}: choose one of {', '.join(PATHS)}")
-        return cls(torch.device(device), check_precision(precision), p)
+        return cls(device, check_precision(precision), p)
 
     # ------------------------------------------------------------------------------------------ choices
     @property

@@ -132,3 +132,10 @@ def test_evaluator_records_its_engine_and_precision(mnist_train_small, tmp_path:
     r = StandardEvaluator(StandardConfig(epochs=1, precision="bf16"), ctx).evaluate(
         DistilledSet(images, labels), test, "convnet3", 0)
     assert r.extra["engine"].startswith("cpu bf16 ") and r.extra["test_images"] == 60
+
+
+def test_default_path_is_eager_on_cpu_and_auto_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(engmod.ENV, raising=False)
+    assert Engine.create("cpu").path == "eager" and Engine.create("cuda").path == "auto"
+    monkeypatch.setenv(engmod.ENV, "compile")
+    assert Engine.create("cpu").path == "compile"
