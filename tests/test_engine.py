@@ -84,8 +84,8 @@ def test_bf16_is_a_labelled_variant(mnist_train_small) -> None:  # type: ignore[
     train_network(fp, images, labels, StandardConfig(epochs=2, augment="none"), 0)
     assert not torch.equal(bf.classifier.weight, fp.classifier.weight)  # bf16 computes other numbers
     rec = {"cell": {"profile": "quick"}, "protocol": {**cfgmod.as_dict(cfg), "test_images": 10}}
-    assert protocol_label(rec).endswith("bf16 autocast")
-    assert "autocast" not in protocol_label({**rec, "protocol": {"epochs": 2, "test_images": 10}})
+    assert protocol_label(rec).endswith(", bf16")  # tables give bf16 records their own rows
+    assert "bf16" not in protocol_label({**rec, "protocol": {**rec["protocol"], "precision": "fp32"}})
 
 
 def test_precision_at_its_default_leaves_config_hashes_unchanged() -> None:
