@@ -379,15 +379,33 @@ def run_cell_group(group: Group, plan_: Plan, ctx: Context, train: ImageSet, tes
     distill_seconds, from_cache = 0.0, False
     evaluator: Evaluator = plan_.regs.evaluators.get(req.evaluator)(group.eval_config, ctx)
     by_arch = [(arch, {c.seed: (c, h) for c, h in part}) for arch, part in groupby(todo, key=lambda t: t[0].arch)]
-    if claims is None and any(evaluator.vectorises(arch, list(cells)) for arch, cells in by_arch):
-        # an architecture's seeds trained as one vectorised batch (CUDA); records still written one by one
-        distilled, distill_seconds, from_cache = distilled_set(distiller, train, group.ipc, group.distill_seed,
-                                                               ctx.cache)
-        check_distilled(group, distilled, ctx, train)
+    if any(evaluator.vectorises(arch, list(cells)) for arch, cells in by_arch):
+        # CUDA: an architecture's seeds (those this process claims) train as one vectorised batch; records are
+        # still written one per cell
         for arch, cells in by_arch:
-            for seed, result, seconds in evaluator.evaluate_many(distilled, test, arch, list(cells)):
-                finish(record_cell(group, req, ctx, distilled, distill_seconds, from_cache, *cells[seed], result,
-                                   seconds))
+            mine: dict[int, tuple[Cell, str]] = {}
+            for seed, (cell, h) in cells.items():
+                path = cell.path(Path(req.out))
+                if claims is not None and not claims.claim(claim_name(cell)):
+                    finish(Outcome(cell, path, None, "claimed", str(claims.holder(claim_name(cell)) or "another process")))
+                elif claims is not None and not req.rerun and _is_done(path, h, False, current):
+                    claims.release(claim_name(cell))
+                    finish(Outcome(cell, path, None, "other"))
+                else:
+                    mine[seed] = (cell, h)
+            try:
+                if mine and distilled is None:
+                    distilled, distill_seconds, from_cache = distilled_set(distiller, train, group.ipc,
+                                                                           group.distill_seed, ctx.cache)
+                    check_distilled(group, distilled, ctx, train)
+                if mine and distilled is not None:
+                    for seed, result, seconds in evaluator.evaluate_many(distilled, test, arch, list(mine)):
+                        finish(record_cell(group, req, ctx, distilled, distill_seconds, from_cache, *mine[seed],
+                                           result, seconds))
+            finally:
+                for cell, _ in mine.values():
+                    if claims is not None:
+                        claims.release(claim_name(cell))
         return outcomes
     for i, (cell, h) in enumerate(todo):
         path = cell.path(Path(req.out))

@@ -77,3 +77,25 @@ def test_evaluate_many_matches_evaluate(mnist_train_small, tmp_path: Path) -> No
         for s, result, seconds in many:
             assert result.accuracy == pytest.approx(single[s].accuracy, abs=1.0) and seconds > 0
             assert (result.extra.get("ensemble") == 2) == vectorise
+
+
+def test_a_sweep_writes_one_record_per_cell_from_the_ensemble(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the evaluator vectorises (CUDA; forced here), the runner trains a cell's seeds as one ensemble, still
+    claims and writes every cell's record, and the accuracies are the loop's to within float rounding."""
+    from ddbench import runner
+    from ddbench.records import iter_records
+
+    def req(out: str) -> runner.Request:
+        return runner.Request(methods=["random"], datasets=["digits"], ipcs=[2], profile="smoke",
+                              out=tmp_path / out, cache_dir=tmp_path / "cache")
+
+    runner.execute(runner.plan(REGS, req("loop")))
+    monkeypatch.setattr(StandardEvaluator, "vectorises", lambda self, arch, seeds: len(seeds) > 1)
+    runner.execute(runner.plan(REGS, req("ensemble")))
+    loop = {p.name: r for p, r in iter_records(tmp_path / "loop")}
+    ens = {p.name: r for p, r in iter_records(tmp_path / "ensemble")}
+    assert sorted(ens) == sorted(loop) == ["seed0.json", "seed1.json"]
+    for name, rec in ens.items():
+        assert rec["result"]["ensemble"] == 2 and "ensemble" not in loop[name]["result"]
+        assert rec["accuracy"] == pytest.approx(loop[name]["accuracy"], abs=1.0)
+    assert not list((tmp_path / "ensemble").rglob("*.claim"))  # every claim released
