@@ -92,6 +92,9 @@ def test_precision_at_its_default_leaves_config_hashes_unchanged() -> None:
     fp32, bf16 = StandardConfig(), StandardConfig(precision="bf16")
     assert "precision" not in cfgmod.hash_dict(fp32) and cfgmod.as_dict(fp32)["precision"] == "fp32"
     assert cfgmod.hash_dict(bf16)["precision"] == "bf16"
+    from ddbench_baselines.dm import DMConfig
+
+    assert "precision" not in cfgmod.hash_dict(DMConfig()) and cfgmod.hash_dict(DMConfig(precision="bf16"))
     with pytest.raises(ConfigError, match="bad value 'fp16' for precision: choose one of fp32, bf16"):
         cfgmod.build(StandardConfig, "quick", StandardEvaluator.profiles, {"precision": "fp16"})
 
@@ -139,3 +142,22 @@ def test_default_path_is_eager_on_cpu_and_auto_on_cuda(monkeypatch: pytest.Monke
     assert Engine.create("cpu").path == "eager" and Engine.create("cuda").path == "auto"
     monkeypatch.setenv(engmod.ENV, "compile")
     assert Engine.create("cpu").path == "compile"
+
+
+@pytest.mark.slow
+def test_compiled_path_computes_the_eager_function(mnist_train_small) -> None:  # type: ignore[no-untyped-def]
+    """torch.compile (tens of seconds): the same logits and the same training step up to float rounding."""
+    x, y = mnist_train_small.images[:16], mnist_train_small.labels[:16]
+    eager, comp = _net(), _net()
+    fwd = Engine.create("cpu", "fp32", "compile").prepare(comp, work_images=10**9)
+    if not fwd.compiled:
+        pytest.skip("torch.compile unavailable here")
+    torch.testing.assert_close(fwd(x), eager(x), rtol=1e-4, atol=1e-5)
+    for f in (eager, fwd):
+        F.cross_entropy(f(x), y).backward()
+    for (name, a), b in zip(eager.named_parameters(), comp.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-6, msg=name)
+    infer = Engine.create("cpu", "fp32", "compile").prepare(comp, work_images=10**9, inference=True)
+    assert infer.channels_last and infer.label == "cpu fp32 compiled channels_last"
+    with torch.inference_mode():
+        torch.testing.assert_close(infer(x), comp(x), rtol=1e-4, atol=1e-5)
