@@ -11,8 +11,8 @@ from typing import Any
 
 from ddbench import Distiller, ImageSet, hookimpl
 
-from . import gan
-from .sampling import GANDistiller, generator_artifact
+from ddbench.generative import gan
+from ddbench.generative.sampling import GANDistiller, generator_artifact
 
 
 class CGAN(GANDistiller):

@@ -28,9 +28,9 @@ from ddbench.datasets import load
 from ddbench.errors import DataError
 from ddbench.plugins import registries
 from ddbench_baselines import gan
-from ddbench_baselines.dim import DiMConfig, GlobalMatch
-from ddbench_baselines.generator_matching import Matcher
-from ddbench_baselines.sampling import GeneratorSampler, class_major_labels, generator_artifact, load_generator
+from ddbench.generative import GlobalMatch, LogitMatchConfig as DiMConfig
+from ddbench.generative.matching import Matcher
+from ddbench.generative.sampling import GeneratorSampler, class_major_labels, generator_artifact, load_generator
 from ddbench_gdd.loss import GlobalLocalMatch
 from ddbench_gdd.plugin import GDDConfig
 

@@ -163,6 +163,18 @@ class Component(ABC):
     Config: ClassVar[type] = EmptyConfig
     profiles: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass inherits its bases' per-profile budgets; its own ``profiles`` entries override them key
+        by key (so a method extending another states only what it changes)."""
+        super().__init_subclass__(**kwargs)
+        merged: dict[str, dict[str, Any]] = {}
+        for base in reversed(cls.__bases__):
+            for name, values in getattr(base, "profiles", {}).items():
+                merged.setdefault(name, {}).update(values)
+        for name, values in cls.__dict__.get("profiles", {}).items():
+            merged.setdefault(name, {}).update(values)
+        cls.profiles = merged
+
     def __init__(self, config: Any, ctx: Context) -> None:
         self.config = config
         self.ctx = ctx
@@ -206,14 +218,26 @@ class GenerativeDistiller(Distiller):
         # concurrent sweeps sharing the cache fit one generator once: the others wait for it
         return self.ctx.cache.get_or_compute(self.artifact_kind, self.config_key(seed=seed), lambda: self.fit(train, seed))
 
-    def distill(self, train: ImageSet, ipc: int, seed: int) -> DistilledSet:
+    def distill(self, train: ImageSet, ipc: int, seed: int, draw: int = 0) -> DistilledSet:
+        """Fit (or load) the generator of ``seed``, then sample draw number ``draw`` from it
+        (sample seed :func:`sample_seed`): D draws of one generator cost one fit and D sampling passes."""
         t0 = time.perf_counter()
         artifact, cached = self.fitted(train, seed)
         t1 = time.perf_counter()
-        out = self.sample(artifact, ipc, seed)
+        out = self.sample(artifact, ipc, sample_seed(seed, draw))
         t2 = time.perf_counter()
-        out.meta.update(generator_cached=cached, fit_seconds=round(t1 - t0, 3), sample_seconds=round(t2 - t1, 4))
+        out.meta.update(generator_cached=cached, fit_seconds=round(t1 - t0, 3), sample_seconds=round(t2 - t1, 4),
+                        fit_seed=seed, draw=draw)
         return out
+
+
+def sample_seed(fit_seed: int, draw: int) -> int:
+    """The seed of the ``draw``-th fixed set sampled from the generator fitted with ``fit_seed``. Draw 0 samples
+    with the fit seed itself (what every record made before draws existed used); later draws with a seed
+    derived from both, so no two draws share noise vectors."""
+    if draw == 0:
+        return fit_seed
+    return int(stable_hash({"fit_seed": fit_seed, "draw": draw, "purpose": "sample"}), 16) % (2**31 - 1)
 
 
 @dataclass

@@ -231,3 +231,42 @@ class DCAugment:
         h, w = img.shape[-2:]
         r, s = (turned.shape[-2] - h) // 2, (turned.shape[-1] - w) // 2
         return torch.from_numpy(turned[:, r:r + h, s:s + w].copy()).to(img.device, img.dtype)
+class DiMAugment:
+    """DiM's ``DiffAug`` (vimar-gu/DiM ``augment.py``) on DSA's families and constants: ``flip``, ``color`` and
+    ``cutout`` are applied whenever named (in that order, cutout last), plus ONE of the other named families
+    (crop, scale, rotate) drawn at random per call. DSA's aug_mode 'S' instead applies one family in all.
+
+    ``sample(shared=True)`` is DiM's ``batch=True`` (one draw for the whole real + synthetic batch, its matching
+    augmentation); per-sample draws are its ``batch=False`` (the match network's training augmentation).
+    """
+
+    ALWAYS = ("flip", "color")
+
+    def __init__(self, strategy: str) -> None:
+        families = [f for f in strategy.split("_") if f]
+        bad = [f for f in families if f not in FAMILIES]
+        if bad or not families:
+            raise ValueError(f"unknown augmentation family {bad}: choose from {', '.join(FAMILIES)} joined by '_'")
+        self.strategy = strategy
+        self.first = [DSA(f) for f in self.ALWAYS if f in families]
+        self.others = [DSA(f) for f in families if f not in (*self.ALWAYS, "cutout")]
+        self.last = [DSA("cutout")] if "cutout" in families else []
+
+    def __repr__(self) -> str:
+        return f"DiMAugment({self.strategy!r})"
+
+    def sample(self, batch: int, *, shared: bool = False, generator: torch.Generator | None = None,
+               size: int = 32) -> list[Draw]:
+        parts = list(self.first)
+        if self.others:
+            parts.append(self.others[int(torch.randint(len(self.others), (1,), generator=generator))])
+        parts += self.last
+        return [p.sample(batch, shared=shared, generator=generator, size=size) for p in parts]
+
+    def apply(self, x: Tensor, draws: list[Draw]) -> Tensor:
+        for d in draws:
+            x = DSA(d.family).apply(x, d)
+        return x
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.apply(x, self.sample(x.shape[0], generator=generator, size=x.shape[-1]))

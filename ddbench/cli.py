@@ -121,6 +121,11 @@ def _sweep_options(func: Any) -> Any:
         click.option("--seeds", default=None,
                      help="network seeds, comma-separated (default: 0..networks-1 of the profile)"),
         click.option("--paired-seeds", is_flag=True, help="distil one set per network seed (± spans sets × networks)"),
+        click.option("--draws", type=int, default=1, show_default=True,
+                     help="fixed sets per cell, each evaluated by every network (± spans draws × networks): "
+                          "generative methods sample D sets from one generator, others distil with seeds 0..D-1"),
+        click.option("--holdout", type=int, default=0, show_default=True,
+                     help="tuning: hold out N training images as the evaluation set (the test split is not used)"),
         click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
                      help="results folder (one JSON record per cell)"),
         click.option("--data-root", default=None,
@@ -155,7 +160,8 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _cell_name(c: Any) -> str:
-    return f"{c.method_label} {c.dataset} ipc{c.ipc} {c.arch} seed{c.seed}"
+    draw = f" draw{c.draw}" if getattr(c, "draw", 0) else ""
+    return f"{c.method_label} {c.dataset} ipc{c.ipc} {c.arch} seed{c.seed}{draw}"
 
 
 def _duration(seconds: float) -> str:
@@ -316,9 +322,9 @@ def _no_empty_out(out_dir: Path) -> Iterator[None]:
               help="override: key=value (all selected methods), METHOD.key=value, eval.key=value")
 @_sweep_options
 def run(methods: str, datasets: str, ipc: str, archs: str, profile: str, seeds: str | None, paired_seeds: bool,
-        overrides: tuple[str, ...], out: Path, data_root: str | None, download: bool, cache_dir: Path | None,
-        device: str | None, rerun: bool, threads: int | None, executor: str, address: str | None,
-        workers: int | None, retries: int | None) -> None:
+        draws: int, holdout: int, overrides: tuple[str, ...], out: Path, data_root: str | None, download: bool,
+        cache_dir: Path | None, device: str | None, rerun: bool, threads: int | None, executor: str,
+        address: str | None, workers: int | None, retries: int | None) -> None:
     """Distil and evaluate every (dataset, method, IPC, arch, seed) cell; finished cells are skipped."""
     from ddbench.runner import Request, parse_ipcs, parse_list, plan
     from ddbench.tables import build_table, load_frame
@@ -332,8 +338,8 @@ def run(methods: str, datasets: str, ipc: str, archs: str, profile: str, seeds: 
             raise DDBenchError(f"bad --seeds {seeds!r}: give integers, e.g. --seeds 0,1,2,3,4") from None
     req = Request(methods=parse_list(methods, "method"), datasets=parse_list(datasets, "dataset"),
                   ipcs=parse_ipcs(ipc), archs=parse_list(archs, "arch"), profile=profile, seeds=seed_list,
-                  paired_seeds=paired_seeds, overrides=list(overrides), out=out, data_root=data_root,
-                  download=download, cache_dir=cache_dir, device=device, rerun=rerun)
+                  paired_seeds=paired_seeds, draws=draws, holdout=holdout, overrides=list(overrides), out=out,
+                  data_root=data_root, download=download, cache_dir=cache_dir, device=device, rerun=rerun)
     _set_threads(threads)
     with _no_empty_out(out):
         the_plan = plan(_registries(), req)
@@ -487,8 +493,8 @@ def _seed_list(seeds: str | None) -> list[int] | None:
 @click.option("--figure", "figure_path", type=click.Path(path_type=Path), default=None,
               help="also write accuracy vs value (mean ± std) as a PNG")
 def ablate(method: str, datasets: str, ipc: str, key: str, values: str, archs: str, profile: str, seeds: str | None,
-           paired_seeds: bool, overrides: tuple[str, ...], out: Path, data_root: str | None, download: bool,
-           cache_dir: Path | None, device: str | None, rerun: bool, threads: int | None, executor: str,
+           paired_seeds: bool, draws: int, holdout: int, overrides: tuple[str, ...], out: Path, data_root: str | None,
+           download: bool, cache_dir: Path | None, device: str | None, rerun: bool, threads: int | None, executor: str,
            address: str | None, workers: int | None, retries: int | None, fmt: str, figure_path: Path | None) -> None:
     """Sweep one -o option over VALUES (one variant per value; resumable like run), then print the ablation."""
     from ddbench.runner import Request, parse_ipcs, parse_list, plan
@@ -508,7 +514,7 @@ def ablate(method: str, datasets: str, ipc: str, key: str, values: str, archs: s
         raise DDBenchError(f"--key {key} is also fixed with -o {key}={fixed[key]}: drop one of them")
     base = dict(methods=methods, datasets=parse_list(datasets, "dataset"), ipcs=parse_ipcs(ipc),
                 archs=parse_list(archs, "arch"), profile=profile, seeds=_seed_list(seeds), paired_seeds=paired_seeds,
-                out=out, data_root=data_root, download=download, cache_dir=cache_dir, device=device, rerun=rerun)
+                draws=draws, holdout=holdout, out=out, data_root=data_root, download=download, cache_dir=cache_dir, device=device, rerun=rerun)
     _set_threads(threads)
     regs = _registries()
     with _no_empty_out(out):

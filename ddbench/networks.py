@@ -120,6 +120,70 @@ def resnet(channels: int, num_classes: int, image_size: int = 32, *, blocks: tup
     return FeatureNet(stages, widths[-1], num_classes, pool=nn.AvgPool2d(final))
 
 
+class _DiMBlock(nn.Module):
+    """DiM's BasicBlock (batch norm). ``avgpool_down``: DiM's ``resnet_ap`` (stride-1 convs, 2x2 average pool
+    after the first conv and in the shortcut) instead of strided convs."""
+
+    def __init__(self, cin: int, cout: int, stride: int, avgpool_down: bool) -> None:
+        super().__init__()
+        self.down = nn.AvgPool2d(stride) if avgpool_down and stride != 1 else nn.Identity()
+        self.conv1 = nn.Conv2d(cin, cout, 3, 1 if avgpool_down else stride, 1, bias=False)
+        self.n1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.n2 = nn.BatchNorm2d(cout)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            if avgpool_down:
+                self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.AvgPool2d(stride),
+                                              nn.BatchNorm2d(cout))
+            else:
+                self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.down(torch.relu(self.n1(self.conv1(x))))
+        return torch.relu(self.n2(self.conv2(out)) + self.shortcut(x))
+
+
+def dim_resnet(channels: int, num_classes: int, image_size: int = 32, *, depth: int = 18,
+               avgpool_down: bool = False) -> FeatureNet:
+    """DiM's batch-norm ResNets (vimar-gu/DiM ``models/resnet.py``, ``models/resnet_ap.py``), the pool of its
+    ``pool_match.py``. DiM picks the variant by dataset, and so does this builder, by channel count:
+
+    - 3 channels (CIFAR): DiM's slim CIFAR ResNet, 3x3 stride-1 stem, widths 32-64-128-256,
+      (depth - 2) // 6 blocks per stage (ResNet-10: 1, ResNet-18: 2);
+    - 1 channel (MNIST, Fashion-MNIST): the ImageNet-style ResNet DiM builds for every non-CIFAR dataset,
+      7x7 stem (stride 2 + 3x3 max-pool; ``_ap``: stride 1 + 4x4 average pool), widths 64-128-256-512,
+      blocks [1,1,1,1] (ResNet-10) or [2,2,2,2] (ResNet-18).
+
+    Global average pool, then a linear head; DiM's init (conv ~ N(0, sqrt(2 / (k*k*out))), BN weight 1, bias 0).
+    """
+    if channels == 3:
+        widths, n = (32, 64, 128, 256), (depth - 2) // 6
+        blocks = (n, n, n, n)
+        stem = nn.Sequential(nn.Conv2d(channels, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True))
+    else:
+        widths, blocks = (64, 128, 256, 512), {10: (1, 1, 1, 1), 18: (2, 2, 2, 2)}[depth]
+        layers: list[nn.Module] = [nn.Conv2d(channels, 64, 7, 1 if avgpool_down else 2, 3, bias=False),
+                                   nn.BatchNorm2d(64), nn.ReLU(inplace=True)]
+        layers.append(nn.AvgPool2d(4, 4) if avgpool_down else nn.MaxPool2d(3, 2, 1))
+        stem = nn.Sequential(*layers)
+    stages: list[tuple[str, nn.Module]] = [("stem", stem)]
+    cin = widths[0]
+    for i, (nb, w) in enumerate(zip(blocks, widths, strict=True)):
+        stride = 1 if i == 0 else 2
+        stages.append((f"block{i + 1}", nn.Sequential(*[_DiMBlock(cin if j == 0 else w, w, stride if j == 0 else 1,
+                                                                  avgpool_down) for j in range(nb)])))
+        cin = w
+    net = FeatureNet(stages, widths[-1], num_classes, pool=nn.AdaptiveAvgPool2d(1))
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, 0.0, (2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)) ** 0.5)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return net
+
+
 def alexnet(channels: int, num_classes: int, image_size: int = 32) -> FeatureNet:
     """The reference AlexNet (no norm): 5 convs with three max-pools, Linear(192 * 4 * 4)."""
     stages = [
@@ -166,6 +230,14 @@ BUILTIN = [
     _spec("resnet10", resnet, "ResNet-10 [1,1,1,1], widths 64-512, instance norm", blocks=(1, 1, 1, 1)),
     _spec("resnet18", resnet, "ResNet-18 [2,2,2,2], widths 64-512, instance norm"),
     _spec("resnet18-bn", resnet, "ResNet-18 with batch norm", norm="batchnorm"),
+    _spec("dim-resnet10-bn", dim_resnet, "DiM's batch-norm ResNet-10 (its pool; CIFAR: slim, digits: ImageNet-style)",
+          depth=10),
+    _spec("dim-resnet18-bn", dim_resnet, "DiM's batch-norm ResNet-18 (its pool; CIFAR: slim, digits: ImageNet-style)",
+          depth=18),
+    _spec("dim-resnet10ap-bn", dim_resnet, "DiM's batch-norm ResNet-10-AP (average-pool downsampling)", depth=10,
+          avgpool_down=True),
+    _spec("dim-resnet18ap-bn", dim_resnet, "DiM's batch-norm ResNet-18-AP (average-pool downsampling)", depth=18,
+          avgpool_down=True),
     _spec("alexnet", alexnet, "AlexNet as in the DC reference (no norm)"),
     _spec("vgg11", vgg11, "VGG-11 with instance norm"),
     _spec("vgg11-bn", vgg11, "VGG-11 with batch norm", norm="batchnorm"),

@@ -1,6 +1,7 @@
-"""One JSON record per evaluated cell (dataset, method[+variant], IPC, architecture, network seed).
+"""One JSON record per evaluated cell (dataset, method[+variant], IPC, architecture, network seed, draw).
 
-A record sits at a path that names its cell, ``<out>/<profile>/<dataset>/<method>/ipc<k>/<arch>/seed<s>.json``,
+A record sits at a path that names its cell, ``<out>/<profile>/<dataset>/<method>/ipc<k>/<arch>/seed<s>.json``
+(``seed<s>-draw<d>.json`` for draw d > 0),
 and is written atomically (temp file + rename): resuming is "the record exists", Ctrl-C or a crash loses no
 finished cell, and workers on several machines never collide.
 """
@@ -39,15 +40,21 @@ class Cell:
     ipc: int
     arch: str
     seed: int  # network seed
-    distill_seed: int
+    distill_seed: int  # the distillation (classical) or generator-fit (generative) seed
+    draw: int = 0  # which fixed set: a classical method's distillation seed, a generative method's sample draw
+
+    @property
+    def identity(self) -> dict[str, object]:
+        """The cell's fields as hashed into its record (``draw`` left out when 0, as before draws existed)."""
+        return {k: v for k, v in self.__dict__.items() if not (k == "draw" and v == 0)}
 
     @property
     def method_label(self) -> str:
         return f"{self.method}+{self.variant}" if self.variant else self.method
 
     def path(self, out: Path) -> Path:
-        return (Path(out) / self.profile / self.dataset / self.method_label / f"ipc{self.ipc}" / self.arch
-                / f"seed{self.seed}.json")
+        name = f"seed{self.seed}.json" if self.draw == 0 else f"seed{self.seed}-draw{self.draw}.json"
+        return Path(out) / self.profile / self.dataset / self.method_label / f"ipc{self.ipc}" / self.arch / name
 
 
 def execution_of(record: dict[str, Any]) -> dict[str, Any]:

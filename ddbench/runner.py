@@ -64,6 +64,8 @@ class Request:
     profile: str = "quick"
     seeds: list[int] | None = None  # network seeds; None = range(profile.networks)
     paired_seeds: bool = False  # distil with the network's seed (sets x networks) instead of seed 0
+    draws: int = 1  # fixed sets per cell: generative = samples of one generator; others = distillation seeds
+    holdout: int = 0  # > 0: train on the rest of the training split, test on this many held-out training images
     overrides: list[str] = field(default_factory=list)
     out: Path = Path("results")
     data_root: str | None = None
@@ -87,6 +89,7 @@ class Group:
     eval_config: Any
     overrides: dict[str, str]
     cells: list[Cell]
+    draw: int = 0
 
 
 @dataclass
@@ -168,6 +171,12 @@ def plan(regs: Registries, req: Request) -> Plan:
     seeds = list(range(profile.networks)) if req.seeds is None else list(dict.fromkeys(req.seeds))
     if not seeds or min(seeds) < 0:
         raise ConfigError(f"bad seeds {req.seeds}: give non-negative integers, e.g. --seeds 0,1,2,3,4")
+    if req.draws < 1:
+        raise ConfigError(f"bad --draws {req.draws}: give the number of fixed sets per cell, >= 1 (e.g. --draws 3)")
+    if req.draws > 1 and req.paired_seeds:
+        raise ConfigError("--draws and --paired-seeds both choose the distillation seeds; use one of them")
+    if req.holdout < 0:
+        raise ConfigError(f"bad --holdout {req.holdout}: give a number of training images to hold out (0 = none)")
     per_method, eval_over = _split_overrides(req.overrides, methods)
     eval_config = cfgmod.build(evaluator_cls.Config, profile.name, evaluator_cls.profiles, eval_over,
                                owner=f"evaluator {req.evaluator!r} (eval.*)")
@@ -178,6 +187,11 @@ def plan(regs: Registries, req: Request) -> Plan:
         train = load(spec, "train", req.data_root, req.download)
         load(spec, "test", req.data_root, req.download)
         smallest = int(torch.bincount(train.labels, minlength=spec.num_classes).min())
+        if req.holdout:
+            if req.holdout < spec.num_classes or req.holdout // spec.num_classes >= smallest:
+                raise ConfigError(f"bad --holdout {req.holdout}: hold out between {spec.num_classes} and "
+                                  f"{(smallest - 1) * spec.num_classes} of {d}'s training images")
+            smallest -= req.holdout // spec.num_classes
         too_big = [i for i in ipcs if i > smallest]
         if too_big:
             raise ConfigError(f"IPC {too_big[0]} is more than {d}'s smallest class has ({smallest} training images); "
@@ -190,16 +204,23 @@ def plan(regs: Registries, req: Request) -> Plan:
             variant = ",".join(f"{k}={v}" for k, v in sorted(applied.items()))
             if req.paired_seeds:
                 variant = ",".join(filter(None, [variant, "seeds=paired"]))
+            if req.holdout:
+                variant = ",".join(filter(None, [variant, f"holdout={req.holdout}"]))
+            generative = issubclass(method_classes[m], GenerativeDistiller)
             for ipc in ipcs:
                 for ds in (seeds if req.paired_seeds else [0]):
-                    cells = [Cell(profile.name, d, m, variant, ipc, a, s, ds) for a in archs for s in seeds
-                             if not req.paired_seeds or s == ds]
-                    groups.append(Group(d, m, ipc, ds, method_classes[m], configs[m], eval_config, applied, cells))
+                    for draw in range(req.draws):
+                        # a generative method fits once (seed ds) and samples draw `draw`; another distils anew
+                        fit_seed = ds if generative or req.paired_seeds else draw
+                        cells = [Cell(profile.name, d, m, variant, ipc, a, s, fit_seed, draw) for a in archs
+                                 for s in seeds if not req.paired_seeds or s == ds]
+                        groups.append(Group(d, m, ipc, fit_seed, method_classes[m], configs[m], eval_config, applied,
+                                            cells, draw))
     return Plan(req, groups, regs)
 
 
 def cell_hash(cell: Cell, group: Group, evaluator: str) -> str:
-    return cfgmod.stable_hash({"cell": cell.__dict__, "method_config": cfgmod.hash_dict(group.method_config),
+    return cfgmod.stable_hash({"cell": cell.identity, "method_config": cfgmod.hash_dict(group.method_config),
                                "evaluator": evaluator, "eval_config": cfgmod.hash_dict(group.eval_config)})
 
 
@@ -249,15 +270,15 @@ class Outcome:
 
 
 def distilled_set(distiller: Distiller, train: ImageSet, ipc: int, seed: int,
-                  cache: ArtifactCache) -> tuple[DistilledSet, float, bool]:
+                  cache: ArtifactCache, draw: int = 0) -> tuple[DistilledSet, float, bool]:
     """(set, distil seconds, from cache): a classical method's set comes from the cache when an earlier run
-    (or an interrupted one) made it with the same config, IPC and seed; a generative method samples its cached
-    generator. ``ddbench run`` and ``ddbench sample`` both go through here."""
+    (or an interrupted one) made it with the same config, IPC and seed; a generative method samples draw
+    ``draw`` from its cached generator. ``ddbench run`` and ``ddbench sample`` both go through here."""
     key = distiller.config_key(ipc=ipc, seed=seed)
     generative = isinstance(distiller, GenerativeDistiller)  # its generator is cached; sampling is cheap
     if generative:
         t0 = time.perf_counter()
-        out = distiller.distill(train, ipc, seed)
+        out = distiller.distill(train, ipc, seed, draw=draw)
         return out, time.perf_counter() - t0, False
 
     made: dict[str, DistilledSet] = {}
@@ -423,7 +444,7 @@ def run_cell_group(group: Group, plan_: Plan, ctx: Context, train: ImageSet, tes
                 continue
             if distilled is None:
                 distilled, distill_seconds, from_cache = distilled_set(distiller, train, group.ipc,
-                                                                       group.distill_seed, ctx.cache)
+                                                                       group.distill_seed, ctx.cache, group.draw)
                 check_distilled(group, distilled, ctx, train)
             outcome = evaluate_cell(group, req, ctx, evaluator, test, distilled, distill_seconds, from_cache, cell, h)
         finally:
@@ -440,9 +461,22 @@ def dataset_context(regs: Registries, req: Request, dataset: str, cache: Artifac
     spec = regs.datasets.get(dataset)
     train = load(spec, "train", req.data_root, req.download)
     test = load(spec, "test", req.data_root, req.download)
+    if req.holdout:
+        train, test = holdout_split(train, req.holdout)
+        log.info("%s: tuning split, %d training images, %d held out as the test set (the test split is unused)",
+                 dataset, len(train), len(test))
     ctx = Context(spec, regs.networks, cache, device, progress, checkpoint_dir=cache.root / "checkpoints",
                   profile=req.profile, data_id=f"{spec.name}:{train.fingerprint()}")
     return ctx, train, test
+def holdout_split(train: ImageSet, n: int) -> tuple[ImageSet, ImageSet]:
+    """(rest, held out): ``n // classes`` images of every class, picked by a fixed permutation (seed 0), become
+    the evaluation set of a tuning run; the distiller never sees them, and the real test split is not used."""
+    per_class = n // train.spec.num_classes
+    g = torch.Generator().manual_seed(0)
+    held = torch.cat([idx[torch.randperm(len(idx), generator=g)[:per_class]] for idx in train.class_indices()])
+    mask = torch.ones(len(train), dtype=torch.bool)
+    mask[held] = False
+    return train.subset(torch.nonzero(mask, as_tuple=True)[0]), train.subset(held.sort().values)
 
 
 def execute(plan_: Plan, progress: Progress = null_progress,

@@ -26,7 +26,7 @@ import pandas as pd
 from ddbench.config import parse_list
 from ddbench.errors import ConfigError
 from ddbench.records import execution_label, iter_records
-from ddbench.reference import Reference, get_reference, paper_arch_order, paper_order
+from ddbench.reference import Reference, get_reference, paper_arch_order, paper_order, protocol_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table as RichTable
@@ -49,7 +49,17 @@ METRICS = {
     "evaluate-seconds": ("evaluate_seconds", "Evaluation wall time (s) per network",
                          "seconds: training one network on the distilled set plus testing it, mean over the cell's "
                          "records; machine and load dependent"),
+    # the matching stage of a generative method, as its record keeps it (means over the last tenth of the steps)
+    "w-global": ("match_w_global", "w_g·L_global, last tenth of matching",
+                 "mean of w_g·L_global over the last tenth of the generator's matching steps (one value per generator)"),
+    "w-local": ("match_w_local", "w_l·L_local, last tenth of matching",
+                "mean of w_l·L_local over the last tenth of the generator's matching steps (one value per generator)"),
+    "cgan-loss": ("match_cgan", "L_CGAN, last tenth of matching",
+                  "mean of L_CGAN over the last tenth of the generator's matching steps (one value per generator)"),
+    "generator-change": ("match_generator_change", "Relative change of the generator in matching",
+                         "||θ_after − θ_stage1|| / ||θ_stage1|| of the generator's parameters (one value per generator)"),
 }
+MATCH_METRICS = ("w-global", "w-local", "cgan-loss", "generator-change")
 Coord = tuple[str, int, str]  # (dataset, ipc, arch) of one column
 
 
@@ -71,9 +81,15 @@ def protocol_label(rec: dict) -> str:
     return ", ".join(str(x) for x in parts + ([execution] if execution else []))
 
 
-FRAME_COLUMNS = ["dataset", "method", "base_method", "variant", "ipc", "arch", "seed", "distill_seed", "profile",
-                 "protocol", "execution", "accuracy", "distill_seconds", "evaluate_seconds", "overrides", "method_config",
-                 "eval_config", "path"]
+FRAME_COLUMNS = ["dataset", "method", "base_method", "variant", "ipc", "arch", "seed", "distill_seed", "draw", "profile",
+                 "protocol", "execution", "accuracy", "distill_seconds", "evaluate_seconds", "match_w_global",
+                 "match_w_local", "match_cgan", "match_generator_change", "overrides", "method_config", "eval_config",
+                 "path"]
+
+
+def _generator_note(rec: dict, key: str) -> float | None:
+    value = (rec.get("distilled") or {}).get("generator", {}).get(key)
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def load_frame(root: Path, strict: bool = False) -> pd.DataFrame:
@@ -92,11 +108,14 @@ def load_frame(root: Path, strict: bool = False) -> pd.DataFrame:
                 "dataset": c["dataset"], "method": c["method"] + (f"+{c['variant']}" if c.get("variant") else ""),
                 "base_method": c["method"], "variant": c.get("variant", ""),
                 "ipc": int(c["ipc"]), "arch": c["arch"], "seed": int(c["seed"]),
-                "distill_seed": int(c.get("distill_seed", 0)),
+                "distill_seed": int(c.get("distill_seed", 0)), "draw": int(c.get("draw", 0)),
                 "profile": c["profile"], "protocol": protocol_label(rec), "execution": execution_label(rec),
                 "accuracy": float(rec["accuracy"]),
                 "distill_seconds": rec.get("timing", {}).get("distill_seconds"),
                 "evaluate_seconds": rec.get("timing", {}).get("evaluate_seconds"),
+                **{col: _generator_note(rec, key) for col, key in (
+                    ("match_w_global", "match_last_w_global"), ("match_w_local", "match_last_w_local"),
+                    ("match_cgan", "match_last_cgan"), ("match_generator_change", "match_generator_change"))},
                 "overrides": dict(rec.get("overrides") or {}), "method_config": dict(rec.get("method_config") or {}),
                 "eval_config": dict(rec.get("protocol") or {}), "path": str(path),
             })
@@ -123,7 +142,8 @@ def unreadable_note(df: pd.DataFrame) -> list[str]:
 def summarise(df: pd.DataFrame, keys: Sequence[str], value: str = "accuracy") -> pd.DataFrame:
     g = df.groupby(list(keys), sort=True)
     out = g[value].agg(mean="mean", std=lambda s: s.std(ddof=DDOF), n="count").reset_index()
-    out["sets"] = g["distill_seed"].nunique().values
+    out["sets"] = g.apply(lambda p: len(set(zip(p["distill_seed"], p["draw"], strict=True))),
+                          include_groups=False).values
     return out
 
 
@@ -137,7 +157,8 @@ class TableCell:
     n: int | None = None
     delta: float | None = None  # mean minus the random row's mean (same column and protocol)
     best: bool = False
-    unit: str = "%"  # "%": mean ± std; "s": a wall time, mean only
+    unit: str = "%"  # "%": mean ± std; "s": a wall time, mean only; "x": a plain number, mean only
+    sets: int = 1  # fixed sets behind the cell (distillation seeds or generator draws)
 
     @property
     def empty(self) -> bool:
@@ -148,11 +169,15 @@ class TableCell:
             return "–"
         if self.unit == "s":
             return f"{self.mean:.0f} s" if self.mean >= 10 else f"{self.mean:.1f} s"
+        if self.unit == "x":
+            return f"{self.mean:.3g}"
         std = "–" if self.std is None or math.isnan(self.std) else f"{self.std:.1f}"
         return f"{self.mean:.1f} ± {std}"
 
     def extra_text(self) -> str:
         parts = [f"n={self.n}"] if self.n is not None else []
+        if self.n is not None and self.sets > 1:
+            parts[0] += f" = {self.sets} sets × {self.n // self.sets}" if self.n % self.sets == 0 else f", {self.sets} sets"
         if self.delta is not None:
             parts.append(f"Δ={self.delta:+.1f}")
         return f" ({', '.join(parts)})" if parts and self.mean is not None else ""
@@ -303,7 +328,8 @@ def latex_escape(s: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ building
 def _notes(df: pd.DataFrame, s: pd.DataFrame) -> list[str]:
-    spans = "distilled sets × networks" if (s["sets"] > 1).any() else "networks trained on one distilled set"
+    spans = ("fixed sets (draws or distillation seeds) × networks" if (s["sets"] > 1).any()
+             else "networks trained on one distilled set")
     notes = [f"mean ± sample std (ddof={DDOF}) over {spans}; n = records per cell",
              "protocol: " + "; ".join(sorted(df["protocol"].unique()))]
     return notes
@@ -425,11 +451,13 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
             r = by_key[(m, p)].get(coord)
             if r is None or pd.isna(r["mean"]):
                 cells.append(TableCell())
+            elif metric in MATCH_METRICS:  # one value per generator, repeated in each of its records
+                cells.append(TableCell(float(r["mean"]), unit="x"))
             elif timing:  # n counts networks; a distillation time belongs to the set, not to each network
                 cells.append(TableCell(float(r["mean"]), n=None if column == "distill_seconds" else int(r["n"]),
                                        unit="s"))
             else:
-                cells.append(TableCell(float(r["mean"]), float(r["std"]), int(r["n"])))
+                cells.append(TableCell(float(r["mean"]), float(r["std"]), int(r["n"]), sets=int(r["sets"])))
         rows.append(Row(_row_label(m, p, multi, protocols), cells))
     notes = _notes(sel, s)
     if multi:
@@ -491,11 +519,17 @@ def _add_reference(rows: list[Row], keys: list[tuple[str, str]], coords: list[Co
     out: list[Row] = []
     shown: list[str] = []
     bases = [k[0].split("+", 1)[0] for k in keys]
+    kinds = [protocol_kind(k[1]) for k in keys]
+    # a published row goes after the last measured row of its method whose protocol is the published one
+    anchor = {}
+    for idx, base in enumerate(bases):
+        if kinds[idx] == ref.evaluation_of(base):
+            anchor[base] = idx
+    unmatched = sorted({b for b in bases if b not in anchor and ref_row(b) is not None})
     for idx, row in enumerate(rows):
         out.append(row)
         base = bases[idx]
-        last_of_base = idx + 1 == len(rows) or bases[idx + 1] != base
-        if last_of_base and base not in shown:
+        if anchor.get(base) == idx and base not in shown:
             extra = ref_row(base)
             if extra is not None:
                 out.append(extra)
@@ -507,12 +541,19 @@ def _add_reference(rows: list[Row], keys: list[tuple[str, str]], coords: list[Co
                 if extra is not None:
                     out.append(extra)
                     shown.append(m)
+    skipped = (f"published numbers not shown for {', '.join(unmatched)}: no measured row under their evaluation "
+               f"({'; '.join(f'{m}: {ref.evaluation_of(m)}' for m in unmatched)})") if unmatched else None
     if not shown:
-        return out, [f"{ref.name}: {ref.source(layout)} has no numbers for these rows and columns"]
+        return out, [skipped or f"{ref.name}: {ref.source(layout)} has no numbers for these rows and columns"]
     renamed = [f"{ref.paper_names[m]} = {m}" for m in shown if ref.paper_names.get(m, m).lower() != m]
+    evaluated = sorted({ref.evaluation_of(m) for m in shown})
     notes = [f"rows marked ({ref.name}): published numbers, not measured here; source: {ref.source(layout)}; "
              f"{ref.protocol}" + (f"; names: {', '.join(renamed)}" if renamed else ""),
-             "measured and published numbers are comparable only under the published protocol (profile paper)"]
+             "measured and published numbers are comparable only under the published protocol (profile paper)",
+             "each published row stands beside the measured row of its own evaluation: "
+             + "; ".join(f"{e}: {', '.join(m for m in shown if ref.evaluation_of(m) == e)}" for e in evaluated)]
+    if skipped:
+        notes.append(skipped)
     return out, notes
 
 

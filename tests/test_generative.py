@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-import ddbench_baselines.gan as gan
-import ddbench_baselines.generator_matching as engine
+import ddbench.generative.gan as gan
+import ddbench.generative.matching as engine
 from ddbench.api import Context, DistilledSet, GenerativeDistiller, ImageSet
 from ddbench.cache import ArtifactCache
 from ddbench.config import build
@@ -21,8 +21,9 @@ from ddbench.errors import ConfigError
 from ddbench.export import export_distilled
 from ddbench.plugins import Registries, registries
 from ddbench.testing import check_distilled, small_subset
-from ddbench_baselines.dim import DiM, GlobalMatch
-from ddbench_baselines.sampling import class_major_labels
+from ddbench.generative import DIM_POOL, GlobalMatch
+from ddbench_baselines.dim import DiM
+from ddbench.generative.sampling import class_major_labels
 from ddbench_gdd.loss import GlobalLocalMatch
 
 METHODS = ("cgan", "dim", "gdd-global-local")
@@ -152,13 +153,72 @@ def test_loss_terms_scale_with_their_weights(features: Any) -> None:
 
 def test_gdd_without_local_term_reproduces_dim_end_to_end(regs: Registries, digits_small: ImageSet,
                                                            tmp_path: Path) -> None:
-    """Same engine, same seeds, w_l = 0 and DiM's pool/refresh/pre-training: the same fine-tuned generator."""
+    """Same engine, same seeds, w_l = 0 and DiM's pool: the same loss at every step, the same generator."""
     ctx = make_ctx(regs, "digits", tmp_path)
-    dim = make(regs, "dim", ctx)
-    gdd = make(regs, "gdd-global-local", ctx, w_l=0, pool="convnet3", net_refresh="epoch", pretrain_steps=1)
+    steps = {"match_max_iters": 4, "epoch_steps": 2, "pool": ",".join(DIM_POOL)}  # two networks drawn from the pool
+    dim = make(regs, "dim", ctx, **steps)
+    gdd = make(regs, "gdd-global-local", ctx, w_l=0, **steps)
     a, b = dim.fit(digits_small, seed=0), gdd.fit(digits_small, seed=0)
     for k, v in a["generator"].items():
         assert torch.equal(v, b["generator"][k]), k
+    terms = [k for k in a["meta"] if k.startswith("match_last_") or k.startswith("match_first_")]
+    assert "match_last_w_global" in terms and "match_last_cgan" in terms
+    assert {k: a["meta"][k] for k in terms} == {k: b["meta"][k] for k in terms}
+    assert a["meta"]["match_networks"] == b["meta"]["match_networks"]
+    with_local = make(regs, "gdd-global-local", ctx, **steps).fit(digits_small, seed=0)  # w_l = 0.001 moves it
+    assert "match_last_w_local" in with_local["meta"]
+    assert any(not torch.equal(v, with_local["generator"][k]) for k, v in a["generator"].items())
+
+
+def test_dim_draws_its_pool_once_per_epoch_and_trains_the_drawn_network(regs: Registries, digits_small: ImageSet,
+                                                                        tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = make_ctx(regs, "digits", tmp_path)
+    built: list[str] = []
+    trained: list[int] = []
+    real_build, real_pretrain = ctx.build_network, engine.Matcher._pretrain
+    monkeypatch.setattr(ctx, "build_network", lambda name, seed=None: built.append(name) or real_build(name, seed))
+
+    def pretrain(self: engine.Matcher) -> None:
+        trained.append(self.cfg.pretrain_steps)
+        real_pretrain(self)
+
+    monkeypatch.setattr(engine.Matcher, "_pretrain", pretrain)
+    method = make(regs, "dim", ctx, match_max_iters=6, epoch_steps=2, pool=",".join(DIM_POOL), pretrain_steps=3)
+    meta = method.fit(digits_small, seed=0)["meta"]
+    drawn = built[len(DIM_POOL):]  # the first len(pool) builds are check_pool's
+    assert len(drawn) == 3 and set(drawn) <= set(DIM_POOL)  # 6 steps, a new network every 2
+    assert sum(int(n.split(":")[1]) for n in meta["match_networks"].split(",")) == 3
+    assert trained == [3] * 6  # trained before every generator step
+    assert meta["match_generator_change"] > 0
+
+
+def test_dim_resnets_follow_dims_variants(regs: Registries) -> None:
+    """DiM builds slim CIFAR ResNets (widths 32-256) for 3-channel data and ImageNet-style ones (64-512, 7x7
+    stem) for digits; all with batch norm, features at stem and block1-4."""
+    for name, blocks in (("dim-resnet10-bn", 1), ("dim-resnet18-bn", 2), ("dim-resnet10ap-bn", 1),
+                         ("dim-resnet18ap-bn", 2)):
+        spec = regs.networks.get(name)
+        cifar, digits = spec.build(channels=3, num_classes=10), spec.build(channels=1, num_classes=10)
+        assert [len(cifar.stages[f"block{i}"]) for i in range(1, 5)] == [blocks] * 4
+        assert cifar.embed_dim == 256 and digits.embed_dim == 512
+        assert cifar.stages["stem"][0].kernel_size == (3, 3) and digits.stages["stem"][0].kernel_size == (7, 7)
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in digits.modules())
+        f = digits.features(torch.randn(2, 1, 32, 32), ["block2", "logits"])
+        assert f["logits"].shape == (2, 10) and f["block2"].shape[1] == 128
+        assert cifar(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_draws_sample_distinct_sets_from_one_generator(regs: Registries, digits_small: ImageSet, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = make_ctx(regs, "digits", tmp_path)
+    first = make(regs, "cgan", ctx).distill(digits_small, 2, seed=0)
+    forbid_training(monkeypatch)  # every draw comes from the one cached generator
+    again = make(regs, "cgan", ctx).distill(digits_small, 2, seed=0, draw=0)
+    other = make(regs, "cgan", ctx).distill(digits_small, 2, seed=0, draw=1)
+    assert torch.equal(first.images, again.images)  # draw 0 = the sets made before draws existed
+    assert not torch.equal(first.images, other.images) and torch.equal(first.labels, other.labels)
+    assert (other.meta["draw"], other.meta["fit_seed"]) == (1, 0) and other.meta["sample_seed"] != 0
 
 
 def test_pool_layer_errors_come_before_training(regs: Registries, digits_small: ImageSet, tmp_path: Path,
@@ -275,13 +335,17 @@ def test_paper_defaults_and_profiles(regs: Registries) -> None:
     dim = build(DiM.Config, "paper", DiM.profiles)
     assert (dim.gan_width, dim.gan_epochs, dim.gan_batch, dim.gan_lr) == (196, 150, 128, 1e-4)
     assert (dim.match_epochs, dim.match_batch, dim.match_lr, dim.w_g) == (100, 64, 5e-6, 0.01)
-    assert (dim.pool, dim.global_output, dim.reduction, dim.pretrain_steps) == (("convnet3",), "log-softmax",
-                                                                                 "mean", 16)
+    assert (dim.pool, dim.global_output, dim.reduction, dim.pretrain_steps, dim.net_refresh) == (
+        DIM_POOL, "log-softmax", "mean", 16, "epoch")
+    assert (dim.match_aug, dim.pretrain_aug, dim.pretrain_lr, dim.train_disc) == ("color_crop_cutout", "color_crop",
+                                                                                  0.01, True)
     cls = regs.methods.get("gdd-global-local")
-    gdd = build(cls.Config, "paper", cls.profiles, {"pool": "convnet3,resnet18"})
-    assert (gdd.w_g, gdd.w_l, gdd.local_layer, gdd.pretrain_steps, gdd.net_refresh) == (0.01, 0.001, "block2", 0,
-                                                                                         "step")
-    assert gdd.pool == ("convnet3", "resnet18")
+    gdd = build(cls.Config, "paper", cls.profiles)
+    assert (gdd.w_g, gdd.w_l, gdd.local_layer, gdd.pretrain_steps, gdd.net_refresh) == (0.01, 0.001, "block2", 16,
+                                                                                         "epoch")
+    assert gdd.pool == ("convnet3", "dim-resnet10-bn", "dim-resnet18-bn")
+    assert build(cls.Config, "paper", cls.profiles, {"pool": "convnet3,resnet18"}).pool == ("convnet3", "resnet18")
+    assert cls.profiles["quick"] == DiM.profiles["quick"]  # inherited from the engine, not merged by hand
     for name in METHODS:  # equal GAN fields per profile: one stage-1 artifact serves all three
         c = regs.methods.get(name)
         assert {p: gan.gan_fields(build(c.Config, p, c.profiles)) for p in ("smoke", "quick", "paper")} == {

@@ -180,8 +180,14 @@ def test_reference_rows_show_the_papers_table2(results: Path) -> None:
     df = load_frame(results)
     df = df[df["ipc"] == 1].assign(dataset="cifar10", ipc=10, method="dim", base_method="dim")
     df["arch"] = df["arch"].map({"convnet3": "convnet3", "convnet3-bn": "resnet18"})
-    t = build_table(df, "archs", reference="paper")
-    assert t.columns == ["convnet3", "resnet18"] and [r.label for r in t.rows] == ["dim", "dim (paper)"]
+    fixed = build_table(df, "archs", reference="paper")  # DiM's number was measured on the fly: not beside this
+    assert [r.label for r in fixed.rows] == ["dim"]
+    assert any("not shown for dim" in n and "on-the-fly samples, best accuracy" in n for n in fixed.notes)
+    dim_eval = df.assign(protocol=df["protocol"].str.replace("final acc, fixed set", "best acc, on-the-fly"))
+    both = pd.concat([df, dim_eval.assign(method="dim+eval.mode=on-the-fly")])
+    t = build_table(both, "archs", reference="paper")
+    assert t.columns == ["convnet3", "resnet18"]
+    assert [r.label for r in t.rows] == ["dim [P2]", "dim+eval.mode=on-the-fly [P1]", "dim (paper)"]
     assert [c.text() for c in t.row("dim (paper)").cells] == ["66.2 ± 0.5", "69.2 ± 0.3"]
     assert any("Table 2" in n and "cross-architecture, CIFAR-10, IPC 10" in n for n in t.notes)
     no_paper = build_table(load_frame(results), "archs", dataset="digits", ipc=1, reference="paper")
@@ -194,7 +200,7 @@ def test_reference_rows_show_the_papers_table2(results: Path) -> None:
     ({"reference": "paper", "reference_rows": "some"}, "unknown reference rows 'some'"),
     ({"layout": "ablation"}, "the ablation layout needs --key"),
     ({"arch": "vgg11"}, "no records for arch 'vgg11'"),
-    ({"metric": "speed"}, "unknown metric 'speed': choose one of accuracy, distill-seconds, evaluate-seconds"),
+    ({"metric": "speed"}, "unknown metric 'speed': choose one of accuracy, distill-seconds, evaluate-seconds, w-global"),
     ({"metric": "distill-seconds", "improvement": True}, "--metric distill-seconds works with the datasets and archs"),
     ({"metric": "evaluate-seconds", "reference": "paper"}, "without --improvement and --reference"),
 ])

@@ -2,7 +2,7 @@
 
     L_total = w_g * L_global + w_l * L_local + L_CGAN
 
-L_global is :class:`ddbench_baselines.dim.GlobalMatch` (squared difference of the real and synthetic
+L_global is :class:`ddbench.generative.GlobalMatch` (squared difference of the real and synthetic
 final-layer outputs); L_local is the squared difference of their features at an intermediate layer (the
 paper: "the second layer within ResNet"; here the stage named ``layer``, default ``block2``). Real and
 synthetic batches carry the same labels in the same order, so the difference is taken sample by sample, as
@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from ddbench_baselines.dim import GlobalMatch
-from ddbench_baselines.generator_matching import squared_distance
+from ddbench.generative import GlobalMatch, squared_distance
 from torch import Tensor
 
 Reduction = Literal["mean", "sum"]
@@ -41,5 +40,6 @@ class GlobalLocalMatch:
         if self.w_l:
             local = local_distance(real[self.layer], syn[self.layer], self.reduction)
             loss = loss + self.w_l * local
-            parts = {**parts, "local": float(local.detach())}
+            raw = float(local.detach())
+            parts = {**parts, "local": raw, "w_local": self.w_l * raw}
         return loss, parts

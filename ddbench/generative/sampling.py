@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ddbench.api import DatasetSpec, DistilledSet, GenerativeDistiller
 
-from .gan import Generator, PixelMap, class_noise
+from ddbench.generative.gan import GAN_PROFILES, Generator, PixelMap, class_noise
 
 FORMAT = "ddbench-cgan-generator/1"
 
@@ -62,7 +62,10 @@ def class_major_labels(num_classes: int, ipc: int) -> Tensor:
 
 
 class GANDistiller(GenerativeDistiller):
-    """Base of the generative baselines: ``fit`` returns a :func:`generator_artifact`; sampling is shared."""
+    """Base of GAN-based methods: ``fit`` returns a :func:`generator_artifact`; sampling is shared. Subclasses
+    inherit the stage-1 budgets of every profile (``GAN_PROFILES``)."""
+
+    profiles = GAN_PROFILES
 
     def sample(self, artifact: Any, ipc: int, seed: int) -> DistilledSet:
         spec = self.ctx.dataset
