@@ -162,6 +162,7 @@ class Component(ABC):
     description: ClassVar[str] = ""
     Config: ClassVar[type] = EmptyConfig
     profiles: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    deviations: ClassVar[tuple[str, ...]] = ()  # where it knowingly differs from the published code (--options)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass inherits its bases' per-profile budgets; its own ``profiles`` entries override them key

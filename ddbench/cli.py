@@ -678,6 +678,8 @@ def list_(kind: str | None, show_options: bool) -> None:
         if k == "methods" and show_options:
             for e in registry.entries():
                 out.print(_options_table(e.name, e.obj.Config, getattr(e.obj, "profiles", None) or {}))
+                for line in getattr(e.obj, "deviations", ()):
+                    out.print(f"  differs from the published code: {line}", highlight=False)
             from ddbench.evaluation import StandardEvaluator
 
             out.print(_options_table("eval (standard evaluator, -o eval.key=value)", StandardEvaluator.Config,

@@ -118,7 +118,7 @@ def _distil(req: Request, group: Group, *after: Any) -> tuple[DistilledSet, floa
     try:
         ctx, train, _ = _dataset(req, group.dataset)
         distiller = group.method_cls(group.method_config, ctx)
-        out = distilled_set(distiller, train, group.ipc, group.distill_seed, ctx.cache)
+        out = distilled_set(distiller, train, group.ipc, group.distill_seed, ctx.cache, group.draw)
         check_distilled(group, out[0], ctx, train)
     except DDBenchError as exc:
         return Failed(str(exc))

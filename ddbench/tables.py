@@ -458,6 +458,8 @@ def build_table(df: pd.DataFrame, layout: str = "datasets", arch: str | None = N
                                        unit="s"))
             else:
                 cells.append(TableCell(float(r["mean"]), float(r["std"]), int(r["n"]), sets=int(r["sets"])))
+        if metric in MATCH_METRICS and all(c.empty for c in cells):
+            continue  # a method without a matching stage has no such number
         rows.append(Row(_row_label(m, p, multi, protocols), cells))
     notes = _notes(sel, s)
     if multi:

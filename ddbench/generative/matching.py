@@ -262,11 +262,12 @@ def term_summary(history: Mapping[str, list[float]]) -> dict[str, float | None]:
     return out
 
 
-def relative_change(after: Mapping[str, Tensor], before: Mapping[str, Tensor]) -> float:
-    """||theta_after - theta_before|| / ||theta_before|| over the floating-point tensors of a state dict."""
+def relative_change(after: Mapping[str, Tensor], before: Mapping[str, Tensor], keys: set[str]) -> float:
+    """||theta_after - theta_before|| / ||theta_before|| over the state-dict entries named in ``keys`` (the
+    trainable parameters; batch-norm running statistics move with every forward pass and are left out)."""
     num = den = 0.0
     for k, b in before.items():
-        if not torch.is_floating_point(b) or k not in after:
+        if k not in keys or k not in after:
             continue
         a = after[k].detach().cpu().to(b.dtype)
         num += float((a - b).pow(2).sum())
@@ -311,7 +312,8 @@ def finetune(cfg: MatchConfig, ctx: Context, train: ImageSet, seed: int, loss: M
     state_after = gan.cpu_state(m.pair.gen.state_dict())
     notes = {"match_steps": total, "match_resumed_at": start, "match_seconds": round(ck.elapsed(), 3),
              "match_networks": ",".join(f"{k}:{v}" for k, v in sorted(arch_counts.items())),
-             "match_generator_change": relative_change(state_after, stage1["generator"]),
+             "match_generator_change": relative_change(state_after, stage1["generator"],
+                                                       {n for n, _ in m.pair.gen.named_parameters()}),
              **term_summary(m.history)}
     return state_after, notes
 
@@ -325,6 +327,12 @@ class MatchingDistiller(GANDistiller):
 
     Config = MatchConfig
     profiles = MATCH_PROFILES  # on top of the inherited stage-1 budgets
+    deviations = (
+        "networks see the dataset's normalised space (DiM's code normalises [-1, 1] images with mean/std)",
+        "pre-training batches drawn at random with replacement (DiM: the next 16 batches of a reshuffled loader)",
+        "no test-set checkpoint selection: the generator after the last step (and after stage 1) is kept",
+        "small profiles: 'epoch' = epoch_steps generator steps (quick: 50), fewer pre-training steps (quick: 4)",
+    )
 
     @abstractmethod
     def matching_loss(self) -> MatchLoss:

@@ -45,6 +45,11 @@ class GlobalLocal(MatchingDistiller):
     name = "gdd-global-local"
     description = "generative DD balancing global (logits) and local (block2 features) matching over a model pool"
     Config = GDDConfig
+    deviations = (
+        *MatchingDistiller.deviations,
+        "no public code: pool ResNets taken as DiM's batch-norm ones; match networks trained as in DiM's code "
+        "(the literal 'random initial model': -o pretrain_steps=0 -o net_refresh=step)",
+    )
 
     def matching_loss(self) -> MatchLoss:
         cfg: GDDConfig = self.config
