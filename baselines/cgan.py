@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ddbench import Distiller, ImageSet, hookimpl
-
 from ddbench.generative import gan
 from ddbench.generative.sampling import GANDistiller, generator_artifact
 

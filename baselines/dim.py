@@ -24,6 +24,7 @@ from collections.abc import Callable
 from ddbench import Distiller, hookimpl
 from ddbench.generative import GlobalMatch, LogitMatchConfig, MatchingDistiller, MatchLoss
 
+
 class DiM(MatchingDistiller):
     name = "dim"
     description = "DiM: conditional GAN fine-tuned by logit matching over DiM's model pool (trained match networks)"

@@ -26,11 +26,12 @@ from ddbench.api import Context
 from ddbench.cache import ArtifactCache
 from ddbench.datasets import load
 from ddbench.errors import DataError
-from ddbench.plugins import registries
-from ddbench_baselines import gan
-from ddbench.generative import GlobalMatch, LogitMatchConfig as DiMConfig
+from ddbench.generative import GlobalMatch
+from ddbench.generative import LogitMatchConfig as DiMConfig
 from ddbench.generative.matching import Matcher
 from ddbench.generative.sampling import GeneratorSampler, class_major_labels, generator_artifact, load_generator
+from ddbench.plugins import registries
+from ddbench_baselines import gan
 from ddbench_gdd.loss import GlobalLocalMatch
 from ddbench_gdd.plugin import GDDConfig
 

@@ -514,7 +514,8 @@ def ablate(method: str, datasets: str, ipc: str, key: str, values: str, archs: s
         raise DDBenchError(f"--key {key} is also fixed with -o {key}={fixed[key]}: drop one of them")
     base = dict(methods=methods, datasets=parse_list(datasets, "dataset"), ipcs=parse_ipcs(ipc),
                 archs=parse_list(archs, "arch"), profile=profile, seeds=_seed_list(seeds), paired_seeds=paired_seeds,
-                draws=draws, holdout=holdout, out=out, data_root=data_root, download=download, cache_dir=cache_dir, device=device, rerun=rerun)
+                draws=draws, holdout=holdout, out=out, data_root=data_root, download=download, cache_dir=cache_dir,
+                device=device, rerun=rerun)
     _set_threads(threads)
     regs = _registries()
     with _no_empty_out(out):

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from ddbench.errors import ConfigError
 
-
 FIXED = "fixed set, final accuracy"
 DIM_EVAL = "on-the-fly samples, best accuracy"
 

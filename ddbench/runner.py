@@ -330,7 +330,7 @@ def record_cell(group: Group, req: Request, ctx: Context, distilled: DistilledSe
     """Write one evaluated cell's record atomically."""
     record = {
         "schema": SCHEMA,
-        "cell": cell.__dict__,
+        "cell": cell.identity,
         "accuracy": result.accuracy,
         "config_hash": h,
         "method_config": cfgmod.as_dict(group.method_config),

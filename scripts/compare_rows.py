@@ -50,7 +50,7 @@ def main() -> None:
         if part.empty:
             raise SystemExit(f"error: no records for {row!r} on {args.dataset} IPC {args.ipc} {args.arch}")
         samples[row] = {int(k): g["accuracy"].to_numpy() for k, g in part.groupby(part["distill_seed"] * 1000 + part["draw"])}
-    print(f"| A | B | mean A | mean B | A − B | n A (sets) | n B (sets) | Welch p (A > B) | bootstrap P(A ≤ B) |")
+    print("| A | B | mean A | mean B | A − B | n A (sets) | n B (sets) | Welch p (A > B) | bootstrap P(A ≤ B) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for a, b in itertools.combinations(args.rows, 2):
         xa, xb = np.concatenate(list(samples[a].values())), np.concatenate(list(samples[b].values()))

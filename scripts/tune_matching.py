@@ -87,13 +87,14 @@ def main() -> None:
              f"(test split unused), IPC {args.ipc}, {args.draws} draws x {args.networks} ConvNet-3; fixed {fixed or '-'}",
              "", "| candidate | held-out acc (%) | n | generator change | w_g·L_global | w_l·L_local | L_CGAN | matching s |",
              "|---|---|---|---|---|---|---|---|"]
+    def f(notes: dict, k: str) -> str:
+        v = notes.get(k)
+        return "–" if v is None else f"{v:.3g}"
+
     for name, accs, change, notes in rows:
-        def f(k: str) -> str:
-            v = notes.get(k)
-            return "–" if v is None else f"{v:.3g}"
         lines.append(f"| {name} | {statistics.mean(accs):.2f} ± {statistics.stdev(accs):.2f} | {len(accs)} | "
-                     f"{'–' if change is None else f'{change:.4f}'} | {f('match_last_w_global')} | "
-                     f"{f('match_last_w_local')} | {f('match_last_cgan')} | {f('seconds')} |")
+                     f"{'–' if change is None else f'{change:.4f}'} | {f(notes, 'match_last_w_global')} | "
+                     f"{f(notes, 'match_last_w_local')} | {f(notes, 'match_last_cgan')} | {f(notes, 'seconds')} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

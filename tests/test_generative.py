@@ -19,11 +19,11 @@ from ddbench.config import build
 from ddbench.datasets import load
 from ddbench.errors import ConfigError
 from ddbench.export import export_distilled
+from ddbench.generative import DIM_POOL, GlobalMatch
+from ddbench.generative.sampling import class_major_labels
 from ddbench.plugins import Registries, registries
 from ddbench.testing import check_distilled, small_subset
-from ddbench.generative import DIM_POOL, GlobalMatch
 from ddbench_baselines.dim import DiM
-from ddbench.generative.sampling import class_major_labels
 from ddbench_gdd.loss import GlobalLocalMatch
 
 METHODS = ("cgan", "dim", "gdd-global-local")
@@ -365,3 +365,27 @@ def test_export_writes_tensors_and_a_class_grid(regs: Registries, tmp_path: Path
     assert saved["dataset"]["name"] == "cifar10"
     with Image.open(paths[1]) as im:
         assert im.size == (3 * 33 + 1, 10 * 33 + 1)  # 3 columns, one row per class, 1-pixel padding
+
+
+def test_records_and_tables_show_every_matching_term(tmp_path: Path) -> None:
+    """A generative record keeps each term's last-tenth mean and the generator's change; the table metrics read
+    them; a method without a matching stage gets no row there."""
+    from ddbench import runner
+    from ddbench.tables import build_table, load_frame
+
+    req = runner.Request(methods=["random", "cgan", "gdd-global-local"], datasets=["digits"], ipcs=[1],
+                         profile="smoke", seeds=[0], draws=2, out=tmp_path / "res", cache_dir=tmp_path / "cache")
+    runner.execute(runner.plan(registries(), req))
+    df = load_frame(tmp_path / "res")
+    gdd = df[df["method"] == "gdd-global-local"]
+    assert len(gdd) == 2 and gdd["match_w_global"].notna().all() and gdd["match_generator_change"].gt(0).all()
+    assert gdd["match_w_global"].nunique() == 1  # one generator behind both draws
+    for metric in ("w-global", "w-local", "cgan-loss", "generator-change"):
+        t = build_table(df, "datasets", metric=metric)
+        assert [r.label for r in t.rows] == ["gdd-global-local"], metric
+        assert t.rows[0].cells[0].mean == pytest.approx(float(gdd[t.rows[0].cells and {
+            "w-global": "match_w_global", "w-local": "match_w_local", "cgan-loss": "match_cgan",
+            "generator-change": "match_generator_change"}[metric]].iloc[0]))
+    acc = build_table(df, "datasets")
+    assert acc.row("cgan").cells[0].text().endswith("(n=2 = 2 sets × 1)")
+    assert "fixed sets (draws or distillation seeds) × networks" in acc.notes[0]

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from ddbench import runner
+from ddbench.datasets import load
 from ddbench.errors import ConfigError, DataError, UnknownNameError
 from ddbench.plugins import registries
 from ddbench.records import iter_records
@@ -106,6 +108,35 @@ def test_overrides_make_a_variant(tmp_path: Path) -> None:
     assert p.cells[0].method_label == "random+eval.epochs=2"
 
 
+def test_draws_evaluate_several_sets_per_cell(tmp_path: Path) -> None:
+    p = runner.plan(registries(), _req(tmp_path, ipcs=[1], draws=3))
+    assert [(g.distill_seed, g.draw, [c.seed for c in g.cells]) for g in p.groups] == [
+        (0, 0, [0, 1]), (1, 1, [0, 1]), (2, 2, [0, 1])]  # random: draw d = pick seed d
+    runner.execute(p)
+    paths = sorted(p.relative_to(tmp_path / "res/smoke/digits/random/ipc1/convnet3").as_posix()
+                   for p, _ in iter_records(tmp_path / "res"))
+    assert paths == ["seed0-draw1.json", "seed0-draw2.json", "seed0.json", "seed1-draw1.json", "seed1-draw2.json",
+                     "seed1.json"]
+    rec = json.loads((tmp_path / "res/smoke/digits/random/ipc1/convnet3/seed1-draw2.json").read_text())
+    assert rec["cell"]["draw"] == 2 and rec["cell"]["distill_seed"] == 2
+    # draw 0 is the cell as it was before draws existed: same path, same record, skipped on a rerun
+    plain = runner.execute(runner.plan(registries(), _req(tmp_path, ipcs=[1])))
+    assert [o.record for o in plain] == [None, None]
+    gen = runner.plan(registries(), _req(tmp_path, ipcs=[1], draws=2, methods=["cgan"]))
+    assert [(g.distill_seed, g.draw) for g in gen.groups] == [(0, 0), (0, 1)]  # one generator, two samples
+
+
+def test_holdout_evaluates_on_held_out_training_images(tmp_path: Path) -> None:
+    runner.execute(runner.plan(registries(), _req(tmp_path, ipcs=[1], holdout=200)))
+    (path, rec), *_ = iter_records(tmp_path / "res")
+    assert "random+holdout=200" in str(path) and rec["protocol"]["test_images"] == 200
+    train = load(registries().datasets.get("digits"), "train")
+    rest, held = runner.holdout_split(train, 200)
+    assert len(held) == 200 and len(rest) == len(train) - 200
+    assert torch.bincount(held.labels, minlength=10).tolist() == [20] * 10
+    assert (torch.bincount(rest.labels, minlength=10) + 20).tolist() == torch.bincount(train.labels, minlength=10).tolist()
+
+
 def test_paired_seeds_distil_one_set_per_network(tmp_path: Path) -> None:
     p = runner.plan(registries(), _req(tmp_path, ipcs=[1], paired_seeds=True))
     assert [(g.distill_seed, [c.seed for c in g.cells]) for g in p.groups] == [(0, [0]), (1, [1])]
@@ -122,6 +153,9 @@ def test_paired_seeds_distil_one_set_per_network(tmp_path: Path) -> None:
     ({"overrides": ["lr=0.1"]}, ConfigError, "unknown option 'lr' of method 'random'"),
     ({"overrides": ["novalue"]}, ConfigError, "write it as key=value"),
     ({"data_root": "/nonexistent/data", "datasets": ["mnist"]}, DataError, "does not exist"),
+    ({"draws": 0}, ConfigError, "bad --draws 0"),
+    ({"draws": 2, "paired_seeds": True}, ConfigError, "--draws and --paired-seeds"),
+    ({"holdout": 5}, ConfigError, "bad --holdout 5"),
 ])
 def test_bad_input_fails_before_writing(tmp_path: Path, kw, exc, pattern) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(exc, match=pattern):

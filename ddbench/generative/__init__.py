@@ -15,6 +15,7 @@ A method inherits every profile's budgets from the class it extends (:class:`ddb
 """
 
 from ddbench.generative.gan import GAN_PROFILES, GANConfig, PixelMap, stage1, stage1_meta
+from ddbench.generative.losses import GlobalMatch, LogitMatchConfig, global_distance
 from ddbench.generative.matching import (
     DIM_POOL,
     MATCH_PROFILES,
@@ -24,7 +25,6 @@ from ddbench.generative.matching import (
     finetune,
     squared_distance,
 )
-from ddbench.generative.losses import GlobalMatch, LogitMatchConfig, global_distance
 from ddbench.generative.sampling import GANDistiller, GeneratorSampler, class_major_labels, generator_artifact, load_generator
 
 __all__ = [

@@ -13,7 +13,6 @@ import torch
 from torch import Tensor
 
 from ddbench.api import DatasetSpec, DistilledSet, GenerativeDistiller
-
 from ddbench.generative.gan import GAN_PROFILES, Generator, PixelMap, class_noise
 
 FORMAT = "ddbench-cgan-generator/1"

@@ -17,7 +17,6 @@ from ddbench.generative import GlobalMatch, LogitMatchConfig, MatchingDistiller,
 
 from ddbench_gdd.loss import GlobalLocalMatch
 
-
 GDD_POOL = ("convnet3", "dim-resnet10-bn", "dim-resnet18-bn")
 
 
@@ -47,8 +46,8 @@ class GlobalLocal(MatchingDistiller):
     Config = GDDConfig
     deviations = (
         *MatchingDistiller.deviations,
-        "no public code: pool ResNets taken as DiM's batch-norm ones; match networks trained as in DiM's code "
-        "(the literal 'random initial model': -o pretrain_steps=0 -o net_refresh=step)",
+        ("no public code: pool ResNets taken as DiM's batch-norm ones; match networks trained as in DiM's code "
+         "(the literal 'random initial model': -o pretrain_steps=0 -o net_refresh=step)"),
     )
 
     def matching_loss(self) -> MatchLoss:
