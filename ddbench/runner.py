@@ -417,7 +417,7 @@ def run_cell_group(group: Group, plan_: Plan, ctx: Context, train: ImageSet, tes
             try:
                 if mine and distilled is None:
                     distilled, distill_seconds, from_cache = distilled_set(distiller, train, group.ipc,
-                                                                           group.distill_seed, ctx.cache)
+                                                                           group.distill_seed, ctx.cache, group.draw)
                     check_distilled(group, distilled, ctx, train)
                 if mine and distilled is not None:
                     for seed, result, seconds in evaluator.evaluate_many(distilled, test, arch, list(mine)):
