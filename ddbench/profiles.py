@@ -13,9 +13,12 @@ The rule for ``quick`` budgets of the classical methods (dc, dsa, dm; random and
    IPC, learning rates, initialisation, augmentation. A smaller number needs a measured reason written next
    to it (none does at present).
 
-Cost on one CPU core (measured: ``benchmarks/bench_classical.py``, see its docstring): a DC iteration is about
-10 s at IPC 1 and minutes at IPC 10 (10 image updates and 9 x 50 network epochs), a DM iteration about 3 s,
-so quick is minutes per set at IPC 1, and tens of minutes for dc/dsa at IPC 10.
+Cost, as the quick records measured it (``distill_seconds``; one torch thread on the shared 2-core machine at a
+load average of 5 to 8, so upper bounds): at IPC 1, dc's 10 iterations took 222 s on MNIST and 357 s on
+CIFAR-10, dsa's 439 s and 1074 s. At IPC 10 a DC iteration is 10 image updates and 9 x 50 network epochs: the
+earlier quick budget (batch_real 64, 10 inner epochs) took 110 s per iteration on MNIST, which scales to about
+8 minutes per iteration at the published sizes, i.e. 1 to 2 hours per dc or dsa set at IPC 10 (an estimate,
+not yet measured).
 
 ``quick`` evaluation trains every network for 100 epochs whatever the augmentation (``eval.augment`` dsa, dc
 or none): a tenth of the protocol's 1000 epochs with augmentation, a third of its 300 without. ``paper``
