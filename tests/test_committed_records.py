@@ -10,6 +10,7 @@ import pytest
 
 from ddbench import config as cfgmod
 from ddbench.evaluation import StandardEvaluator, resolve_protocol
+from ddbench.fromfile import FromFile
 from ddbench.plugins import registries
 from ddbench.profiles import get_profile
 from ddbench.records import EXECUTION_KEYS, Cell, iter_records
@@ -57,7 +58,8 @@ def test_committed_records_keep_their_config_hash() -> None:
         cell = rec["cell"]
         evaluation = {k.removeprefix("eval."): v for k, v in rec["overrides"].items() if k.startswith("eval.")}
         eval_config = cfgmod.build(StandardEvaluator.Config, cell["profile"], StandardEvaluator.profiles, evaluation)
-        method_fields = dataclasses.fields(REGS.methods.get(cell["method"]).Config)
+        method_cls = FromFile if cell["method"] == FromFile.name else REGS.methods.get(cell["method"])
+        method_fields = dataclasses.fields(method_cls.Config)  # from-file: a set brought in by ddbench evaluate
         method_config = {k: v for k, v in rec["method_config"].items()
                          if not any(f.name == k and f.metadata.get("hash_default") and f.default == v
                                     for f in method_fields)}
