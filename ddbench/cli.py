@@ -368,7 +368,7 @@ def run(methods: str, datasets: str, ipc: str, archs: str, profile: str, seeds: 
 def evaluate(source: Path, dataset: str | None, name: str | None, entry: int, overrides: tuple[str, ...], archs: str,
              profile: str, seeds: str | None, paired_seeds: bool, out: Path, data_root: str | None, download: bool,
              cache_dir: Path | None, device: str | None, rerun: bool, threads: int | None, executor: str,
-             address: str | None, workers: int | None, retries: int | None) -> None:
+             address: str | None, workers: int | None, retries: int | None, draws: int = 1, holdout: int = 0) -> None:
     """Evaluate a distilled set made elsewhere under ddbench's protocol: ordinary records, one per (arch, seed)."""
     from ddbench.fromfile import METHOD, check_name, default_name, plugin_for, read_set
     from ddbench.plugins import registries
@@ -377,6 +377,8 @@ def evaluate(source: Path, dataset: str | None, name: str | None, entry: int, ov
 
     if paired_seeds:
         raise DDBenchError("--paired-seeds distils one set per seed; a file holds one set: drop --paired-seeds")
+    if draws != 1 or holdout:
+        raise DDBenchError("--draws and --holdout concern distillation; a file holds one set: drop them")
     if executor != "local":  # Ray workers build their own registries, without this file's set
         raise DDBenchError("evaluate runs its cells in this process: drop --executor ray")
     bad = [o for o in overrides if not o.strip().startswith("eval.")]
