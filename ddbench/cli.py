@@ -215,9 +215,11 @@ def _check_executor(executor: str, address: str | None, workers: int | None, ret
         return
     if address is not None and workers is not None:
         raise DDBenchError("--workers sizes a local Ray; a cluster at --address has its own size: drop --workers")
-    from ddbench.ray_executor import import_ray
+    from ddbench.ray_executor import check_address, import_ray
 
     import_ray()
+    if address is not None:
+        check_address(address)
 
 
 def _execute(plans: list[Any], bar: Progress, executor: str, address: str | None, workers: int | None,

@@ -63,6 +63,24 @@ def import_ray() -> Any:
     return ray
 
 
+def check_address(address: str, timeout: float = 5.0) -> None:
+    """A ``host:port`` or ``ray://host:port`` address must accept a connection (Ray itself retries for minutes
+    before giving up); ``auto`` is left to Ray, which fails at once when this machine is in no cluster."""
+    import socket
+
+    if address == "auto":
+        return
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"bad --address {address!r}: give auto, HOST:PORT (e.g. head:6379) or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"no Ray cluster answers at --address {address} ({exc.strerror or exc}); start one there "
+                          f"with `ray start --head`, or drop --address for a local Ray") from None
+
+
 @dataclass
 class RayOptions:
     """How to reach Ray and what each task asks of it."""
