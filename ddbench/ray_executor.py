@@ -187,6 +187,17 @@ def _absolute(req: Request) -> Request:
                    data_root=None if req.data_root is None else str(Path(req.data_root).resolve()))
 
 
+def _loopback_only() -> None:
+    """A local Ray on 127.0.0.1 only. Ray turns ``_node_ip_address="127.0.0.1"`` into this machine's reachable
+    address (its gRPC servers then listen on every interface) unless it runs in single-machine mode, its default
+    on macOS and Windows, switched by this variable: read by the raylet's and the workers' Ray when they start,
+    and by this process's Ray through the constant it set at import."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def connect(ray: Any, options: RayOptions) -> bool:
     """Join ``options.address`` or start a local Ray on the loopback interface; True if this call started it."""
     if ray.is_initialized():
@@ -201,6 +212,7 @@ def connect(ray: Any, options: RayOptions) -> bool:
                                f"start one with `ray start --head` or drop --address for a local Ray") from None
         return True
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home from a benchmark run
+    _loopback_only()
     workers = options.workers or max(1, (os.cpu_count() or 1) // options.cpus_per_task)
     ray.init(num_cpus=workers * options.cpus_per_task, include_dashboard=False, _node_ip_address="127.0.0.1",
              **quiet)

@@ -49,6 +49,7 @@ def local_ray() -> Any:
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     assert connect(ray, RayOptions(workers=2))
+    assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}  # loopback only
     yield ray
     ray.shutdown()
 
