@@ -212,6 +212,9 @@ def connect(ray: Any, options: RayOptions) -> bool:
                                f"start one with `ray start --head` or drop --address for a local Ray") from None
         return True
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home from a benchmark run
+    # Ray starts its workers at niceness 15 (to favour its own daemons): on a machine shared with other jobs the
+    # workers, which do all of a sweep's work, then get almost no CPU. A local sweep's workers run at normal priority.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     _loopback_only()
     workers = options.workers or max(1, (os.cpu_count() or 1) // options.cpus_per_task)
     ray.init(num_cpus=workers * options.cpus_per_task, include_dashboard=False, _node_ip_address="127.0.0.1",

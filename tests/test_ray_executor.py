@@ -50,6 +50,7 @@ def local_ray() -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     assert connect(ray, RayOptions(workers=2))
     assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}  # loopback only
+    assert ray.get(ray.remote(os.nice).remote(0)) == 0  # workers at normal priority (Ray's default: 15)
     yield ray
     ray.shutdown()
 
