@@ -42,6 +42,10 @@ def local_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float
     return _accuracies(tmp / "res")
 
 
+def _niceness() -> int:
+    return os.nice(0)
+
+
 @pytest.fixture(scope="module")
 def local_ray() -> Any:
     ray = pytest.importorskip("ray", reason="the ray executor's tests need Ray: pip install 'ddbench[ray]'")
@@ -50,7 +54,7 @@ def local_ray() -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     assert connect(ray, RayOptions(workers=2))
     assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}  # loopback only
-    assert ray.get(ray.remote(os.nice).remote(0)) == 0  # workers at normal priority (Ray's default: 15)
+    assert ray.get(ray.remote(_niceness).remote()) == 0  # workers at normal priority (Ray's default: 15)
     yield ray
     ray.shutdown()
 
@@ -150,7 +154,7 @@ def _sweep_killing_one_evaluation(cmd: list[str], out: Path) -> tuple[int, str, 
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 400  # a loaded shared machine: minutes
         while not list(out.rglob("*.json")) and driver.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         first = {p: p.read_bytes() for p in out.rglob("*.json")}
