@@ -42,10 +42,6 @@ def local_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float
     return _accuracies(tmp / "res")
 
 
-def _niceness() -> int:
-    return os.nice(0)
-
-
 @pytest.fixture(scope="module")
 def local_ray() -> Any:
     ray = pytest.importorskip("ray", reason="the ray executor's tests need Ray: pip install 'ddbench[ray]'")
@@ -54,7 +50,8 @@ def local_ray() -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     assert connect(ray, RayOptions(workers=2))
     assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}  # loopback only
-    assert ray.get(ray.remote(_niceness).remote()) == 0  # workers at normal priority (Ray's default: 15)
+    niceness = ray.remote(lambda: __import__("os").nice(0))  # by value: workers cannot import this test module
+    assert ray.get(niceness.remote()) == 0  # workers at normal priority (Ray's default: 15)
     yield ray
     ray.shutdown()
 
