@@ -55,9 +55,11 @@ def main() -> None:
     for a, b in itertools.combinations(args.rows, 2):
         xa, xb = np.concatenate(list(samples[a].values())), np.concatenate(list(samples[b].values()))
         t = stats.ttest_ind(xa, xb, equal_var=False, alternative="greater")
+        # with one set on a side, resampling sets cannot say anything about set-to-set spread
+        boot = f"{bootstrap_p(samples[a], samples[b]):.3g}" if min(len(samples[a]), len(samples[b])) > 1 else "– (1 set)"
         print(f"| {a} | {b} | {xa.mean():.2f} | {xb.mean():.2f} | {xa.mean() - xb.mean():+.2f} | "
               f"{len(xa)} ({len(samples[a])}) | {len(xb)} ({len(samples[b])}) | {t.pvalue:.3g} | "
-              f"{bootstrap_p(samples[a], samples[b]):.3g} |")
+              f"{boot} |")
 
 
 if __name__ == "__main__":
