@@ -63,7 +63,7 @@ def test_committed_records_keep_their_config_hash() -> None:
         method_config = {k: v for k, v in rec["method_config"].items()
                          if not any(f.name == k and f.metadata.get("hash_default") and f.default == v
                                     for f in method_fields)}
-        expected = cfgmod.stable_hash({"cell": cell, "method_config": method_config,
+        expected = cfgmod.stable_hash({"cell": Cell(**cell).identity, "method_config": method_config,
                                        "evaluator": rec["evaluator"], "eval_config": cfgmod.hash_dict(eval_config)})
         assert rec["config_hash"] == expected, path
 
