@@ -342,7 +342,7 @@ def run(methods: str, datasets: str, ipc: str, archs: str, profile: str, seeds: 
                   ipcs=parse_ipcs(ipc), archs=parse_list(archs, "arch"), profile=profile, seeds=seed_list,
                   paired_seeds=paired_seeds, draws=draws, holdout=holdout, overrides=list(overrides), out=out,
                   data_root=data_root, download=download, cache_dir=cache_dir, device=device, rerun=rerun)
-    _set_threads(threads)
+    _set_threads(1 if threads is None and executor == "ray" else threads)  # ray tasks run 1 thread by default
     with _no_empty_out(out):
         the_plan = plan(_registries(), req)
         cells = the_plan.cells
@@ -520,7 +520,7 @@ def ablate(method: str, datasets: str, ipc: str, key: str, values: str, archs: s
                 archs=parse_list(archs, "arch"), profile=profile, seeds=_seed_list(seeds), paired_seeds=paired_seeds,
                 draws=draws, holdout=holdout, out=out, data_root=data_root, download=download, cache_dir=cache_dir,
                 device=device, rerun=rerun)
-    _set_threads(threads)
+    _set_threads(1 if threads is None and executor == "ray" else threads)  # ray tasks run 1 thread by default
     regs = _registries()
     with _no_empty_out(out):
         plans = [plan(regs, Request(**base, overrides=[*overrides, f"{key}={v}"])) for v in value_list]  # all checked first
