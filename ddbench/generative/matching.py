@@ -186,10 +186,14 @@ class Matcher:
             loss.backward()
             self.net_opt.step()
 
+    def draws_network(self, it: int) -> bool:
+        """Whether step ``it`` starts with a freshly drawn matching network."""
+        return self.net is None or self.cfg.net_refresh == "step" or it % self.epoch_steps == 0
+
     # ----------------------------------------------------------------- one generator step
     def step(self, it: int) -> dict[str, float]:
         cfg, pair = self.cfg, self.pair
-        if self.net is None or cfg.net_refresh == "step" or it % self.epoch_steps == 0:
+        if self.draws_network(it):
             self._new_net()
         assert self.net is not None
         if cfg.pretrain_steps:
@@ -302,7 +306,7 @@ def finetune(cfg: MatchConfig, ctx: Context, train: ImageSet, seed: int, loss: M
         if start:
             task.advance(start)
         for it in range(start, total):
-            refresh = m.net is None or cfg.net_refresh == "step" or it % m.epoch_steps == 0
+            refresh = m.draws_network(it)
             last = m.step(it)
             if refresh:
                 arch_counts[m.net_arch] = arch_counts.get(m.net_arch, 0) + 1
