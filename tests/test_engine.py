@@ -137,9 +137,9 @@ def test_evaluator_records_its_engine_and_precision(mnist_train_small, tmp_path:
     assert r.extra["engine"].startswith("cpu bf16 ") and r.extra["test_images"] == 60
 
 
-def test_default_path_is_eager_on_cpu_and_auto_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_path_is_auto_on_cpu_and_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(engmod.ENV, raising=False)
-    assert Engine.create("cpu").path == "eager" and Engine.create("cuda").path == "auto"
+    assert Engine.create("cpu").path == "auto" and Engine.create("cuda").path == "auto"
     monkeypatch.setenv(engmod.ENV, "compile")
     assert Engine.create("cpu").path == "compile"
 
