@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 
 from ddbench.claims import ClaimBoard
+from ddbench.io import atomic_paths
 
 log = logging.getLogger(__name__)
 SIDECAR = ".json"  # <file>.json: {"size": bytes, "sha256": hex digest}
@@ -49,21 +49,10 @@ def sidecar(path: Path) -> Path:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temp file, then its size + sha256 to ``<path>.json``, then rename both into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    fd2, tmp_meta = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.json.", suffix=".tmp")
-    os.close(fd2)
-    try:
+    with atomic_paths(path, sidecar(path)) as (tmp, tmp_meta):
         torch.save(obj, tmp)
         size, sha = _digest(tmp)
-        Path(tmp_meta).write_text(json.dumps({"size": size, "sha256": sha}))
-        os.replace(tmp, path)
-        os.replace(tmp_meta, sidecar(path))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        Path(tmp_meta).unlink(missing_ok=True)
-        raise
+        tmp_meta.write_text(json.dumps({"size": size, "sha256": sha}))
 
 
 def verify(path: Path) -> str | None:

@@ -9,8 +9,6 @@ generator is the artifact that can draw more).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from torchvision.utils import save_image
 
 from ddbench.api import DatasetSpec, DistilledSet, ImageSet
 from ddbench.cache import atomic_torch_save
+from ddbench.io import atomic_path
 
 
 def export_distilled(distilled: DistilledSet, spec: DatasetSpec, out_dir: Path) -> list[Path]:
@@ -52,11 +51,5 @@ def _save_grid(images: ImageSet, path: Path) -> None:
         raise ValueError("cannot draw an empty distilled set")
     blank = torch.zeros(1, spec.channels, *pixels.shape[-2:])
     cells = [torch.cat([r, blank.expand(cols - len(r), -1, -1, -1)]) if len(r) < cols else r for r in rows]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         save_image(torch.cat(cells), tmp, nrow=cols, padding=1, pad_value=1.0)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import platform
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from ddbench.io import atomic_path
 
 SCHEMA = 1
 # How a record's numbers were computed beyond the evaluator's config, stored in its "protocol": the device type
@@ -73,16 +73,9 @@ def execution_label(record: dict[str, Any]) -> str:
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        json.dump(record, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
 
 
 def read_record(path: Path) -> dict[str, Any]:
