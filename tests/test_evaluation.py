@@ -147,20 +147,23 @@ def test_test_limit_not_a_multiple_of_the_batch(mnist) -> None:  # type: ignore[
     _, _, test = mnist
 
     class Oracle(torch.nn.Module):
-        """Predicts the true label of the first 30 test images, class 0 afterwards."""
+        """Right on the first 30 test images it sees, wrong on every later one."""
 
         def __init__(self) -> None:
             super().__init__()
             self.w = torch.nn.Parameter(torch.zeros(1))
-            self.calls = 0
+            self.seen = 0
 
         def forward(self, x):  # type: ignore[no-untyped-def]
-            start = self.calls
-            self.calls += len(x)
-            return torch.nn.functional.one_hot(test.labels[start: start + len(x)], 10).float()
+            labels = test.labels[self.seen: self.seen + len(x)]
+            right = torch.arange(self.seen, self.seen + len(x)) < 30
+            self.seen += len(x)
+            return torch.nn.functional.one_hot(torch.where(right, labels, (labels + 1) % 10), 10).float()
 
-    acc = test_accuracy(Oracle(), test, batch=20, limit=50)  # type: ignore[arg-type]
-    assert acc == 100.0  # 50 images counted, never the 60 of three full batches
+    oracle = Oracle()
+    acc = test_accuracy(oracle, test, batch=20, limit=50)  # type: ignore[arg-type]
+    assert oracle.seen == 50  # batches of 20, 20 and 10: the third batch is cut, not run whole
+    assert acc == 60.0  # 30 right of the 50 counted (30 of 60 would be 50.0, 30 of 40 would be 75.0)
 
 
 # ------------------------------------------------------------------------------------------ DC augmentation
