@@ -6,10 +6,9 @@ match (same profile and overrides), so the three methods differ only in what hap
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from ddbench import Distiller, ImageSet, hookimpl
+from ddbench import ImageSet
 from ddbench.generative import gan
 from ddbench.generative.sampling import GANDistiller, generator_artifact
 
@@ -23,8 +22,3 @@ class CGAN(GANDistiller):
     def fit(self, train: ImageSet, seed: int) -> dict[str, Any]:
         art, cached = gan.stage1(self.config, self.ctx, train, seed)
         return generator_artifact(art["generator"], art["arch"], gan.stage1_meta(self.config, self.ctx, seed, art, cached))
-
-
-@hookimpl
-def ddbench_register_methods(register: Callable[[type[Distiller]], None]) -> None:
-    register(CGAN)

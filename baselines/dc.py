@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ddbench import DistilledSet, Distiller, ImageSet, doc, hookimpl
+from ddbench import DistilledSet, Distiller, ImageSet, doc
 from ddbench.augment import DSA as DSAug
 from ddbench.engine import Engine
 from ddbench.errors import ConfigError
@@ -211,8 +211,3 @@ def train_inner(net: FeatureNet, opt: torch.optim.Optimizer, images: Tensor, lab
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-
-
-@hookimpl
-def ddbench_register_methods(register: Callable[[type[Distiller]], None]) -> None:
-    register(DC)

@@ -19,9 +19,6 @@ DiM's pool that method computes exactly this loss.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from ddbench import Distiller, hookimpl
 from ddbench.generative import GlobalMatch, LogitMatchConfig, MatchingDistiller, MatchLoss
 
 
@@ -33,8 +30,3 @@ class DiM(MatchingDistiller):
     def matching_loss(self) -> MatchLoss:
         cfg: LogitMatchConfig = self.config
         return GlobalMatch(cfg.w_g, cfg.global_output, cfg.reduction)
-
-
-@hookimpl
-def ddbench_register_methods(register: Callable[[type[Distiller]], None]) -> None:
-    register(DiM)

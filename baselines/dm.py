@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ddbench import DistilledSet, Distiller, ImageSet, doc, hookimpl
+from ddbench import DistilledSet, Distiller, ImageSet, doc
 from ddbench.engine import Engine
 from ddbench.profiles import quick_iterations
 
@@ -130,8 +130,3 @@ class DM(Distiller):
             return float(loss.detach()) / classes
 
         return step
-
-
-@hookimpl
-def ddbench_register_methods(register: Callable[[type[Distiller]], None]) -> None:
-    register(DM)

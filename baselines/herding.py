@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ddbench import DistilledSet, Distiller, ImageSet, doc, hookimpl
+from ddbench import DistilledSet, Distiller, ImageSet, doc
 from ddbench.evaluation import StandardConfig, train_network
 from ddbench.networks import FeatureNet
 
@@ -126,8 +125,3 @@ class Herding(Distiller):
         meta = {"feature_net_cached": cached, "feature_net_seconds": round(t1 - t0, 3),
                 "select_seconds": round(time.perf_counter() - t1, 3), "indices": index.tolist()}
         return DistilledSet(train.images[index].clone(), train.labels[index].clone(), meta=meta)
-
-
-@hookimpl
-def ddbench_register_methods(register: Callable[[type[Distiller]], None]) -> None:
-    register(Herding)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
-from ddbench import DistilledSet, Distiller, ImageSet, hookimpl
+from ddbench import DistilledSet, Distiller, ImageSet
 
 
 class RandomReal(Distiller):
@@ -16,8 +14,3 @@ class RandomReal(Distiller):
     def distill(self, train: ImageSet, ipc: int, seed: int) -> DistilledSet:
         images, labels = train.sample_per_class(ipc, torch.Generator().manual_seed(seed))
         return DistilledSet(images, labels)
-
-
-@hookimpl
-def ddbench_register_methods(register: Callable[[type[Distiller]], None]) -> None:
-    register(RandomReal)

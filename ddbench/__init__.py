@@ -13,9 +13,10 @@ from ddbench.api import (
 )
 from ddbench.config import doc
 from ddbench.hookspecs import hookimpl
+from ddbench.registry import Lazy
 
 __version__ = "0.1.0"
 __all__ = [
     "Context", "DatasetSpec", "DistilledSet", "Distiller", "EvalResult", "Evaluator", "GenerativeDistiller",
-    "ImageSet", "NetworkSpec", "doc", "hookimpl", "__version__",
+    "ImageSet", "Lazy", "NetworkSpec", "doc", "hookimpl", "__version__",
 ]

@@ -674,14 +674,14 @@ def list_(kind: str | None, show_options: bool) -> None:
                 rt.add_row(p.name, str(p.networks), p.description)
             out.print(rt)
             continue
-        registry = getattr(regs, k)
+        entries = _importable(getattr(regs, k))
         rt.add_column("plugin")
         rt.add_column("description")
-        for e in registry.entries():
+        for e in entries:
             rt.add_row(e.name, e.plugin, getattr(e.obj, "description", ""))
         out.print(rt)
         if k == "methods" and show_options:
-            for e in registry.entries():
+            for e in entries:
                 out.print(_options_table(e.name, e.obj.Config, getattr(e.obj, "profiles", None) or {}))
                 for line in getattr(e.obj, "deviations", ()):
                     out.print(f"  differs from the published code: {line}", highlight=False)
@@ -689,6 +689,19 @@ def list_(kind: str | None, show_options: bool) -> None:
 
             out.print(_options_table("eval (standard evaluator, -o eval.key=value)", StandardEvaluator.Config,
                                      StandardEvaluator.profiles))
+
+
+def _importable(registry: Any) -> list[Any]:
+    """The registry's entries, each imported; one whose module fails to import is a warning and left out."""
+    from ddbench.errors import PluginError
+
+    entries = []
+    for name in registry.names():
+        try:
+            entries.append(registry.entry(name))
+        except PluginError as exc:
+            logging.getLogger(__name__).warning("%s (left out)", exc)
+    return entries
 
 
 def _options_table(name: str, config: type, profiles: dict[str, dict[str, Any]]) -> RichTable:
@@ -706,14 +719,32 @@ def _options_table(name: str, config: type, profiles: dict[str, dict[str, Any]])
 
 
 @main.command()
-def plugins() -> None:
-    """Installed plugins (entry-point group ``ddbench``) and their distributions."""
+@click.pass_context
+def plugins(ctx: click.Context) -> None:
+    """Installed plugins (entry-point group ``ddbench``), their distributions and state; a broken one is one line
+    below the table (every other command skips it) and the exit status is 1."""
+    from ddbench.plugins import SELECT_ENV
+
+    plugin_log = logging.getLogger("ddbench.plugins")
+    level = plugin_log.level
+    plugin_log.setLevel(logging.ERROR)  # the lines below the table say it, once
+    try:
+        infos = _registries().plugins(load=True)
+    finally:
+        plugin_log.setLevel(level)
     rt = RichTable(title="plugins")
     rt.add_column("plugin", style="bold")
     rt.add_column("distribution")
-    for name, dist in _registries().plugins():
-        rt.add_row(name, dist)
+    rt.add_column("state")
+    for p in infos:
+        rt.add_row(p.name, p.dist, "broken" if p.broken else p.problem or "loaded")
     out.print(rt)
+    broken = [p for p in infos if p.broken]
+    for p in broken:
+        out.print(f"broken: plugin {p.name!r} ({p.dist}): {p.problem}; other commands skip it: fix or uninstall it "
+                  f"(or leave it out of {SELECT_ENV})", highlight=False, soft_wrap=True, markup=False)
+    if broken:
+        ctx.exit(1)
 
 
 

@@ -22,6 +22,10 @@ class ConfigError(DDBenchError):
     """A bad config override, IPC list, profile or option value."""
 
 
+class PluginError(DDBenchError):
+    """A plugin that cannot be loaded, or whose registered object cannot be imported."""
+
+
 class DivergedError(DDBenchError):
     """A distillation produced a NaN or infinite loss."""
 

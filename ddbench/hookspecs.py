@@ -6,7 +6,8 @@ A plugin is a module (or object) with functions decorated by :data:`ddbench.hook
     [project.entry-points.ddbench]
     my-method = "my_package.plugin"
 
-Built-in methods, datasets, networks and evaluators register through exactly these hooks.
+Built-in methods, datasets, networks and evaluators register through exactly these hooks. ``register`` also takes
+a :class:`ddbench.Lazy` (name and ``"package.module:attribute"``): the object is imported when first used.
 A hookimpl may take a subset of the arguments, so new arguments never break old plugins.
 """
 
