@@ -263,15 +263,22 @@ class Job:
 
 def submit(req: Request, work: Sequence[tuple[Group, list[tuple[Cell, str]]]], distil: Any, evaluate: Any) -> dict[Any, Job]:
     """Submit the DAG: one distil task per group (after the group that fits its generator, if another one does),
-    one evaluation task per missing cell on its group's set. Returns {evaluation task: job}."""
+    one evaluation task per missing cell on its group's set. Returns {evaluation task: job}.
+
+    Every distil task is submitted before any evaluation: Ray starts ready tasks in submission order, and the
+    distillations are the long poles of a sweep (with evaluations first, a late distillation and its cells
+    ran alone at the end: 2 workers gave 1.60x of 1 on a random+dm sweep)."""
     fitting: dict[tuple[Any, ...], Any] = {}  # generator key -> the distil task that fits it
-    jobs: dict[Any, Job] = {}
-    for group, todo in work:
+    sets = []
+    for group, _ in work:
         key = _generator_key(group)
         after = [fitting[key]] if key in fitting else []
         ref = distil.remote(req, group, *after)
         if key is not None:
             fitting.setdefault(key, ref)
+        sets.append(ref)
+    jobs: dict[Any, Job] = {}
+    for (group, todo), ref in zip(work, sets):
         for cell, h in todo:
             jobs[evaluate.remote(req, group, cell, h, ref)] = Job(group, cell, h, ref)
     return jobs

@@ -260,3 +260,5 @@ def test_groups_sharing_a_generator_wait_for_the_one_that_fits_it(tmp_path: Path
     evaluations = [call for call in log if call[0].startswith("evaluate")]
     assert len(evaluations) == len(cells) == 8
     assert all(call[5] == distils[(call[2].method, call[2].ipc)][0] and call[3] in call[2].cells for call in evaluations)
+    kinds = [call[0].rstrip("0123456789") for call in log]  # the long poles first: Ray starts tasks in this order
+    assert kinds == ["distil"] * len(distils) + ["evaluate"] * len(evaluations)
