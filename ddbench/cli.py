@@ -548,7 +548,7 @@ def figure() -> None:
 
 @figure.command()
 @click.option("--from", "source", type=click.Path(path_type=Path), default=None,
-              help="a distilled.pt written by `ddbench sample` (or ddbench.export)")
+              help="ddbench sample's distilled.pt, or an (images, labels) pair of tensors (give its -d)")
 @click.option("-m", "--method", default=None, help="instead of --from: make the set now through `ddbench sample`")
 @click.option("-d", "--dataset", default=None, help="with --method (default mnist); with --from: if the file names none")
 @click.option("--ipc", type=int, default=None, help="with --method: images per class")
@@ -597,7 +597,7 @@ def grid(ctx: click.Context, source: Path | None, method: str | None, dataset: s
             title = title or f"{method} on {dataset}, IPC {ipc} (profile {profile}, seed {seed})"
         assert source is not None
         d = read_distilled(source, regs.datasets, dataset)
-        title = title or f"{source.name}: {d.dataset or 'distilled set'}"
+        title = title or f"{source.name}: {d.dataset}"
         write_png(grid_png(d.pixels, d.labels, d.class_names, title=title, max_per_class=max_per_class), out_path)
     console.print(f"wrote {out_path} ({len(d.labels)} images, {len(set(d.labels.tolist()))} classes)")
 

@@ -1,4 +1,5 @@
-"""Figures as PNG bytes (matplotlib, Agg backend): distilled images per class, and accuracy vs one option.
+"""Figures as PNG bytes (matplotlib's object API on an Agg canvas: no pyplot, no global backend): distilled
+images per class, and accuracy vs one option.
 
 ``grid_png``: one row per class (labelled with the class name), the images of that class left to right, at an
 exact pixel size (:func:`grid_size`). ``ablation_png``: mean ± sample std of test accuracy for each value of
@@ -8,27 +9,23 @@ one option, one line per (series, dataset/IPC/arch), values on a categorical axi
 from __future__ import annotations
 
 import io
-import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.textpath import TextPath
+from torch import Tensor
 
-matplotlib.use("Agg")
+from ddbench.api import DatasetSpec, ImageSet
+from ddbench.errors import ConfigError
+from ddbench.fromfile import read_set
+from ddbench.registry import Registry
+from ddbench.tables import value_rank
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.textpath import TextPath  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from ddbench.errors import ConfigError  # noqa: E402
-from ddbench.tables import value_rank  # noqa: E402
-
-log = logging.getLogger(__name__)
 DPI = 100
 LABEL_MARGIN = 8  # pixels on each side of the longest class name, left of the images
 TITLE_HEIGHT = 28
@@ -139,58 +136,18 @@ def grid_png(pixels: Tensor, labels: Tensor, class_names: list[str], title: str 
 class DistilledImages:
     pixels: Tensor  # (N, C, S, S) in [0, 1]
     labels: Tensor
-    dataset: str | None
+    dataset: str
     class_names: list[str]
 
 
-def read_distilled(path: Path, datasets: Any | None = None, dataset: str | None = None) -> DistilledImages:
-    """A distilled set saved with ``torch.save`` (e.g. ``distilled.pt`` of ``ddbench sample``).
-
-    Reads :func:`ddbench.export.export_distilled`'s dict (``images`` in the dataset's normalised space,
-    ``labels``, ``dataset``: {name, mean, std, classes}), or any dict with ``images`` and ``labels`` (or an
-    ``(images, labels)`` pair). Mean/std and class names come from the file, else from the dataset registry
-    ``datasets`` (``registries().datasets``) by the file's dataset name or ``dataset``; a file with ``pixels``
-    or ``normalized: False`` holds pixels already.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"distilled-set file {path} does not exist; write one with `ddbench sample --out DIR`")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file names itself
-        raise ConfigError(f"cannot read {path}: not a complete torch.save file of tensors (truncated, or written by "
-                          f"something else; torch: {type(exc).__name__}); write one with `ddbench sample --out DIR`") from None
-    if isinstance(obj, (tuple, list)) and len(obj) == 2:
-        obj = {"images": obj[0], "labels": obj[1]}
-    if not isinstance(obj, dict) or "labels" not in obj or not ({"images", "pixels"} & set(obj)):
-        raise ConfigError(f"{path} holds no 'images' and 'labels'; expected the distilled.pt of `ddbench sample`")
-    info = obj.get("dataset")
-    info = info if isinstance(info, dict) else {"name": info} if isinstance(info, str) else {}
-    name = info.get("name") if isinstance(info.get("name"), str) else dataset
-    spec = datasets.get(name) if datasets is not None and name is not None and name in datasets else None
-    labels = torch.as_tensor(obj["labels"]).long().flatten()
-    if "pixels" in obj:
-        pixels = torch.as_tensor(obj["pixels"]).float()
-    else:
-        images = torch.as_tensor(obj["images"]).float()
-        mean, std = obj.get("mean", info.get("mean")), obj.get("std", info.get("std"))
-        if mean is None and spec is not None:
-            mean, std = spec.mean, spec.std
-        if obj.get("normalized", obj.get("normalised", True)) is False:
-            pixels = images
-        elif mean is not None and std is not None:
-            m = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-            s = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-            pixels = images * s + m
-        else:  # no way to undo the normalisation: stretch each image to [0, 1]
-            log.warning("%s: no dataset mean/std known; stretching each image to [0, 1]", path)
-            lo = images.flatten(1).min(1).values.view(-1, 1, 1, 1)
-            hi = images.flatten(1).max(1).values.view(-1, 1, 1, 1)
-            pixels = (images - lo) / (hi - lo).clamp_min(1e-8)
-    classes = obj.get("classes", info.get("classes"))
-    if not isinstance(classes, (list, tuple)) or not classes:
-        classes = spec.classes if spec is not None and spec.classes else ()
-    return DistilledImages(pixels.clamp(0, 1), labels, name, [str(c) for c in classes])
+def read_distilled(path: Path, datasets: Registry[DatasetSpec], dataset: str | None = None) -> DistilledImages:
+    """A distilled-set file as pixels in [0, 1] with its class names, read by :func:`ddbench.fromfile.read_set`
+    (the one reader: ``ddbench sample``'s distilled.pt, or an ``(images, labels)`` pair of ``dataset``); anything
+    else is one :class:`ConfigError` line."""
+    loaded = read_set(path, datasets, dataset)
+    spec = datasets.get(loaded.dataset)
+    pixels = ImageSet(loaded.images, loaded.labels, spec).to_pixels()
+    return DistilledImages(pixels, loaded.labels, loaded.dataset, [str(c) for c in spec.classes])
 
 
 # ------------------------------------------------------------------------------------------------ ablation

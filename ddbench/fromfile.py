@@ -1,14 +1,15 @@
-"""Distilled sets made elsewhere, brought in for evaluation (``ddbench evaluate --from FILE``).
+"""Distilled-set files: the one reader (``ddbench evaluate --from FILE``, ``ddbench figure grid --from FILE`` and
+the grids of ``ddbench report``), and sets made elsewhere brought in for evaluation.
 
 Accepted files (read with ``torch.load(..., weights_only=True)``: tensors, numbers, strings, lists and dicts
 only, never arbitrary pickled objects):
 
-- ddbench's own export (``ddbench sample``: a dict with ``images``, ``labels`` and ``dataset`` = {name, mean,
-  std, ...}); images saved under other normalisation constants than the dataset's current ones (e.g. an
-  export from before CIFAR-10 took the field's std) are mapped exactly into the current space;
-- a plain ``(images, labels)`` pair (tuple or list) or a dict with ``images`` and ``labels``, with images in
-  the reference code's normalised space (VICO-UoE/DatasetCondensation ``get_dataset``; ddbench uses the same
-  constants);
+- ddbench's own export (``ddbench sample``, :mod:`ddbench.export`: a dict with ``images``, ``labels``, ``meta``
+  and ``dataset`` = {name, mean, std, ...}); images saved under other normalisation constants than the dataset's
+  current ones (e.g. an export from before CIFAR-10 took the field's std) are mapped exactly into the current space;
+- a plain ``(images, labels)`` pair (tuple or list, or a dict with only those keys), with images in the
+  reference code's normalised space (VICO-UoE/DatasetCondensation ``get_dataset``; ddbench uses the same
+  constants); a dict with other keys (``pixels``, ``normalized``, ...) is refused, not guessed at;
 - the reference code's result file ``res_<method>_<dataset>_<model>_<ipc>ipc.pt`` (``{"data": [[images,
   labels], ...], ...}``, one set per experiment; ``entry`` picks one).
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 METHOD = "from-file"
 PADDED_28 = ("mnist", "fashion-mnist")  # datasets whose 28x28 images ddbench pads to 32 (datasets.py)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+EXPORT_KEYS = ("images", "labels", "meta", "dataset")  # ddbench.export's distilled.pt
 
 
 @dataclass
@@ -77,9 +79,17 @@ def _unpack(obj: Any, path: Path, entry: int) -> tuple[Any, Any, dict[str, Any] 
             raise _bad(path, f"data[{entry}] is not an [images, labels] pair")
         return pair[0], pair[1], None, "reference-result"
     if isinstance(obj, dict) and "images" in obj and "labels" in obj:
+        extra = sorted(str(k) for k in obj if k not in EXPORT_KEYS)
+        if extra:  # e.g. 'pixels' or 'normalized': another format, which would be misread as this one
+            raise _bad(path, f"unexpected key {extra[0]!r} beside 'images' and 'labels'; ddbench reads its export "
+                             f"(keys {', '.join(EXPORT_KEYS)}) or an (images, labels) pair in the dataset's normalised "
+                             f"space: save yours with torch.save((images, labels), path)")
         info = obj.get("dataset")
-        return obj["images"], obj["labels"], info if isinstance(info, dict) else None, (
-            "ddbench-export" if isinstance(info, dict) else "pair")
+        if info is not None and not (isinstance(info, dict) and isinstance(info.get("name"), str)
+                                     and ("mean" in info) == ("std" in info)):
+            raise _bad(path, "'dataset' is not ddbench export's {name, mean, std, classes} dict; drop it and give "
+                             "the dataset with -d")
+        return obj["images"], obj["labels"], info, "ddbench-export" if info is not None else "pair"
     if isinstance(obj, (tuple, list)) and len(obj) == 2:
         return obj[0], obj[1], None, "pair"
     raise _bad(path, "holds no distilled set; expected an (images, labels) pair, a dict with 'images' and 'labels' "
@@ -136,8 +146,12 @@ def read_set(path: Path, datasets: Registry[DatasetSpec], dataset: str | None = 
                          f"number per class (the IPC)")
     renormalised = False
     if info and "mean" in info and "std" in info:
-        mean_f = torch.as_tensor(info["mean"], dtype=torch.float32).view(1, -1, 1, 1)
-        std_f = torch.as_tensor(info["std"], dtype=torch.float32).view(1, -1, 1, 1)
+        try:
+            mean_f = torch.as_tensor(info["mean"], dtype=torch.float32).view(1, spec.channels, 1, 1)
+            std_f = torch.as_tensor(info["std"], dtype=torch.float32).view(1, spec.channels, 1, 1)
+        except (TypeError, ValueError, RuntimeError):
+            raise _bad(path, f"'dataset' mean {info['mean']!r} / std {info['std']!r} are not {spec.channels} numbers "
+                             f"each; drop 'dataset' and give the dataset with -d") from None
         mean, std = _stats(spec)
         if not (torch.allclose(mean_f, mean) and torch.allclose(std_f, std)):
             images = (images * std_f + mean_f - mean) / std  # the same pixels in the current space

@@ -130,7 +130,7 @@ def _grid_sections(results: Path, grids: Sequence[Path], datasets: Any) -> list[
             where = str(path.relative_to(results))
         except ValueError:
             where = str(path)
-        what = f"{where}: {d.dataset or 'unknown dataset'}, {len(d.labels)} images, {per_class} per class"
+        what = f"{where}: {d.dataset}, {len(d.labels)} images, {per_class} per class"
         out.append(_figure(png, what + (f" (first {shown} of each class shown)" if shown < per_class else "")))
     return out
 

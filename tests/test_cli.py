@@ -121,7 +121,7 @@ def test_a_crash_after_validation_leaves_no_empty_out_folder(tmp_path: Path, mon
 @pytest.mark.parametrize(("args", "message"), [
     (["sample", "-m", "random", "-d", "digits", "--ipc", "1", "-p", "smoke", "--out", "{file}"], "is a file"),
     (["sample", "-m", "random", "-d", "digits", "--ipc", "1", "--out", "{tmp}/s", "--device", "cuda:99"], "--device"),
-    (["figure", "grid", "--from", "{file}", "--out", "{tmp}/g.png"], "not a complete torch.save file"),
+    (["figure", "grid", "--from", "{file}", "--out", "{tmp}/g.png"], "not a tensor file torch.load"),
     (["table", "--results", "{tmp}", "--out", "{tmp}"], "is a folder; give a file name"),
     (["table", "--results", "{tmp}", "--out", "{file}/t.md"], "is a file, not a folder"),
     (["report", "--results", "{tmp}", "--out", "{file}/r.html"], "is a file, not a folder"),

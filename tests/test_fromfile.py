@@ -79,6 +79,13 @@ def _bad_files(tmp: Path) -> list[tuple[Path, str]]:
         "count.pt": (r"labels have shape \(9,\)", (ok_x, torch.arange(9))),
         "nothing.pt": ("holds no distilled set", {"weights": ok_x}),
         "mnist.pt": ("is a mnist set, not digits", {"images": ok_x, "labels": ok_y, "dataset": {"name": "mnist"}}),
+        # another format is refused, not guessed at (figures once read these as pixels or as normalised)
+        "pixels.pt": ("unexpected key 'pixels' beside 'images' and 'labels'",
+                      {"images": ok_x, "labels": ok_y, "pixels": ok_x}),
+        "normalized.pt": ("unexpected key 'normalized'", {"images": ok_x, "labels": ok_y, "normalized": False}),
+        "name.pt": ("'dataset' is not ddbench export's", {"images": ok_x, "labels": ok_y, "dataset": "digits"}),
+        "stats.pt": (r"'dataset' mean \[0\.5, 0\.5\] / std \[1, 1\] are not 1 numbers each",
+                     {"images": ok_x, "labels": ok_y, "dataset": {"name": "digits", "mean": [0.5, 0.5], "std": [1, 1]}}),
     }
     out = []
     for name, (message, obj) in cases.items():
@@ -91,15 +98,33 @@ def _bad_files(tmp: Path) -> list[tuple[Path, str]]:
     return out
 
 
-def test_bad_files_are_one_line_and_write_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["evaluate", "figure grid"])
+def test_bad_files_are_one_line_and_write_nothing(tmp_path: Path, command: str) -> None:
+    """One reader for every command that reads a distilled-set file."""
     for path, message in _bad_files(tmp_path):
         out = tmp_path / f"res-{path.stem}"
-        r = invoke("evaluate", "--from", str(path), "-d", "digits", "-p", "smoke", "--out", str(out),
-                   "--cache-dir", str(tmp_path / "c"))
+        args = ["-p", "smoke", "--cache-dir", str(tmp_path / "c")] if command == "evaluate" else []
+        r = invoke(*command.split(), "--from", str(path), "-d", "digits", "--out", str(out), *args)
         assert r.exit_code == 2, (path.name, r.output)
         line = " ".join(r.output.split())
         assert line.startswith(f"error: {path}") and re.search(message, line), (path.name, line)
         assert not out.exists(), path.name
+
+
+def test_a_grid_reads_an_export_and_an_images_labels_pair_alike(tmp_path: Path) -> None:
+    spec = REGS.datasets.get("digits")
+    x, y = torch.randn(20, 1, 32, 32), torch.arange(10).repeat(2)
+    export_distilled(DistilledSet(x, y), spec, tmp_path / "export")
+    torch.save((x, y), tmp_path / "pair.pt")
+    pngs = []
+    for source, extra in ((tmp_path / "export" / "distilled.pt", []), (tmp_path / "pair.pt", ["-d", "digits"])):
+        png = tmp_path / f"{source.stem}.png"
+        r = invoke("figure", "grid", "--from", str(source), "--out", str(png), "--title", "t", *extra)
+        assert r.exit_code == 0, r.output
+        pngs.append(png.read_bytes())
+    assert pngs[0] == pngs[1]
+    r = invoke("figure", "grid", "--from", str(tmp_path / "pair.pt"), "--out", str(tmp_path / "g.png"))
+    assert r.exit_code == 2 and "names no dataset; give one with -d" in r.output and not (tmp_path / "g.png").exists()
 
 
 def test_evaluate_writes_ordinary_records_and_refuses_a_changed_file_under_the_same_name(tmp_path: Path) -> None:

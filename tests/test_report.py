@@ -248,7 +248,7 @@ def test_report_renders_in_headless_chromium(ablated: dict, tmp_path: Path) -> N
     (["figure", "ablation", "--key", "w_l", "--out", "x.png"], "no records have option 'w_l'"),
     (["figure", "ablation", "--key", "eval.epochs", "--size", "big", "--out", "x.png"], "bad --size 'big'"),
     (["figure", "grid", "--out", "x.png"], "give either --from FILE"),
-    (["figure", "grid", "--from", "nope.pt", "--out", "x.png"], "distilled-set file nope.pt does not exist"),
+    (["figure", "grid", "--from", "nope.pt", "--out", "x.png"], "no such file nope.pt"),
     (["figure", "grid", "-m", "random", "--out", "x.png"], "--method needs --ipc"),
 ])
 def test_bad_input_is_one_line(ablated: dict, args: list[str], message: str, tmp_path: Path,
