@@ -43,8 +43,9 @@ from ddbench.engine import Engine
 from ddbench.errors import ConfigError
 from ddbench.networks import FeatureNet
 from ddbench.profiles import quick_iterations
+from ddbench.seeds import generator
 
-from .synset import ClassBatches, generator, has_batchnorm, per_sample, siamese, synthesise
+from .synset import ClassBatches, has_batchnorm, per_sample, siamese, synthesise
 
 log = logging.getLogger(__name__)
 

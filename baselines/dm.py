@@ -29,8 +29,9 @@ from torch import Tensor
 from ddbench import DistilledSet, Distiller, ImageSet, doc
 from ddbench.engine import Engine
 from ddbench.profiles import quick_iterations
+from ddbench.seeds import generator
 
-from .synset import ClassBatches, generator, has_batchnorm, siamese, synthesise
+from .synset import ClassBatches, has_batchnorm, siamese, synthesise
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """What DC and DM share: per-class real batches, synthetic-set initialisation, siamese DSA pairs, derived
 seeds, and the resumable image-optimisation loop (checkpoints, progress, divergence check, loss history).
 
-Randomness: every iteration ``it`` draws from its own generator seeded by ``derive_seed(seed, stream, it)``,
-so an iteration's network, real batches and augmentation depend only on (seed, iteration). A run resumed
-from a checkpoint (images + optimiser state) therefore continues exactly as the uninterrupted run would.
+Randomness: every iteration ``it`` draws from its own generator, ``ddbench.seeds.generator(seed, "iteration",
+it)``, so an iteration's network, real batches and augmentation depend only on (seed, iteration). A run
+resumed from a checkpoint (images + optimiser state) therefore continues exactly as the uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -19,20 +19,10 @@ from torch import Tensor, nn
 from ddbench.api import DistilledSet, Distiller, ImageSet
 from ddbench.augment import DSA
 from ddbench.checkpoint import Checkpointer
-from ddbench.config import stable_hash
 from ddbench.errors import check_finite
+from ddbench.seeds import generator
 
 log = logging.getLogger(__name__)
-
-
-def derive_seed(seed: int, *keys: int | str) -> int:
-    """A stable 63-bit seed for (``seed``, ``keys``): equal inputs give equal seeds on every machine."""
-    return int(stable_hash([seed, *keys]), 16) & (2**63 - 1)
-
-
-def generator(seed: int, *keys: int | str) -> torch.Generator:
-    """A CPU generator seeded by :func:`derive_seed`."""
-    return torch.Generator().manual_seed(derive_seed(seed, *keys))
 
 
 class ClassBatches:

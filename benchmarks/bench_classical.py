@@ -30,9 +30,10 @@ from ddbench.augment import DSA
 from ddbench.cache import ArtifactCache
 from ddbench.datasets import load
 from ddbench.plugins import registries
+from ddbench.seeds import generator
 from ddbench_baselines.dc import DC, DCConfig, loops, train_inner
 from ddbench_baselines.dm import DM, DMConfig
-from ddbench_baselines.synset import ClassBatches, generator, init_synthetic
+from ddbench_baselines.synset import ClassBatches, init_synthetic
 
 
 def timed(fn: Callable[[int], object], iters: int) -> float:

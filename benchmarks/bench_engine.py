@@ -36,6 +36,7 @@ from ddbench.engine import Engine
 from ddbench.ensemble import Ensemble, train_ensemble
 from ddbench.evaluation import StandardConfig, train_network
 from ddbench.plugins import registries
+from ddbench.seeds import generator
 
 # path name -> (precision, engine path); "plain" is the written-out loop below
 PATHS = {"eager": ("fp32", "eager"), "auto": ("fp32", "auto"), "compile": ("fp32", "compile"),
@@ -176,7 +177,7 @@ def ensemble_figures(ctx: Context, train: ImageSet, args: argparse.Namespace) ->
 def dm_seconds(ctx: Context, train: ImageSet, name: str, args: argparse.Namespace) -> Callable[[int], object]:
     """One DM iteration function (IPC 10) on this path; ``plain`` = bench_classical's written-out loop."""
     from ddbench_baselines.dm import DM, DMConfig
-    from ddbench_baselines.synset import ClassBatches, generator, init_synthetic
+    from ddbench_baselines.synset import ClassBatches, init_synthetic
 
     images, _ = init_synthetic(train, 10, "real", generator(0, "init"), ctx.device)
     opt = torch.optim.SGD([images], lr=1.0, momentum=0.5)

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ddbench.config import EmptyConfig, hash_dict, stable_hash
 from ddbench.progress import Progress, null_progress
+from ddbench.seeds import derive_seed
 
 if TYPE_CHECKING:  # pragma: no cover
     from ddbench.augment import DSA
@@ -238,7 +239,7 @@ def sample_seed(fit_seed: int, draw: int) -> int:
     derived from both, so no two draws share noise vectors."""
     if draw == 0:
         return fit_seed
-    return int(stable_hash({"fit_seed": fit_seed, "draw": draw, "purpose": "sample"}), 16) % (2**31 - 1)
+    return derive_seed(fit_seed, "sample", draw)
 
 
 @dataclass

@@ -49,10 +49,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ddbench import seeds
 from ddbench.api import Context, ImageSet
 from ddbench.augment import DiMAugment
 from ddbench.checkpoint import Checkpointer
-from ddbench.config import doc, stable_hash
+from ddbench.config import doc
 from ddbench.errors import ConfigError, check_finite
 from ddbench.generative import gan
 from ddbench.generative.sampling import GANDistiller, generator_artifact
@@ -135,10 +136,6 @@ def squared_distance(a: Tensor, b: Tensor, reduction: Literal["mean", "sum"]) ->
     return d.mean() if reduction == "mean" else d.sum()
 
 
-def derived_seed(seed: int, purpose: str) -> int:
-    return int(stable_hash({"seed": seed, "purpose": purpose}), 16) % (2**62)
-
-
 def _augment(strategy: str) -> DiMAugment | None:
     return None if strategy == "none" else DiMAugment(strategy)
 
@@ -149,7 +146,7 @@ class Matcher:
     def __init__(self, cfg: MatchConfig, ctx: Context, train: ImageSet, seed: int, loss: MatchLoss,
                  stage1: Mapping[str, Any]) -> None:
         self.cfg, self.ctx, self.train, self.loss = cfg, ctx, train, loss
-        self.rng = torch.Generator().manual_seed(derived_seed(seed, "matching"))
+        self.rng = seeds.generator(seed, "matching")
         self.pair = gan.load_pair(stage1, cfg, ctx, seed, lr=cfg.match_lr)
         self.stream = gan.BatchStream(len(train), cfg.match_batch, self.rng)
         self.epoch_steps = cfg.epoch_steps or self.stream.per_epoch
