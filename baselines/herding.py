@@ -92,10 +92,14 @@ class Herding(Distiller):
         net_seed = seed if cfg.net_seed is None else cfg.net_seed
         key = self.config_key(net_seed=net_seed, train=train.fingerprint())
         net = self.ctx.build_network(cfg.net, seed=net_seed)
-        state = self.ctx.cache.load(self.artifact_kind, key)
-        if state is not None:
+        state, cached = self.ctx.cache.get_or_compute(self.artifact_kind, key, lambda: self.train_net(net, train, net_seed))
+        if cached:
             net.load_state_dict(state)
-            return net, True
+        return net, cached
+
+    def train_net(self, net: FeatureNet, train: ImageSet, net_seed: int) -> dict[str, Tensor]:
+        """Train ``net`` in place on (a seeded per-class subset of) ``train``; returns its state on the CPU."""
+        cfg: HerdingConfig = self.config
         data = train
         if cfg.train_per_class:
             g = torch.Generator().manual_seed(net_seed)
@@ -107,8 +111,7 @@ class Herding(Distiller):
             loss = train_network(net, data.images, data.labels, std, net_seed,
                                  on_epoch=lambda ep, lo: task.advance(1, loss=lo))
         log.info("herding: trained %s on %d images, final loss %.4f", cfg.net, len(data), loss)
-        self.ctx.cache.save(self.artifact_kind, key, {k: v.cpu() for k, v in net.state_dict().items()})
-        return net, False
+        return {k: v.cpu() for k, v in net.state_dict().items()}
 
     def distill(self, train: ImageSet, ipc: int, seed: int) -> DistilledSet:
         t0 = time.perf_counter()

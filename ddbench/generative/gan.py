@@ -374,14 +374,10 @@ def stage1(cfg: Any, ctx: Context, train: ImageSet, seed: int) -> tuple[dict[str
     (DiM's matching stage starts from all four), the architecture and the iteration count.
     """
     key = stage1_key(cfg, ctx.data_id, seed)
-    artifact = ctx.cache.load(STAGE1_KIND, key)
-    if artifact is not None:
-        log.info("stage-1 GAN %s found in the cache", key)
-        return artifact, True
-    artifact = train_stage1(cfg, ctx, train, seed, key)
-    ctx.cache.save(STAGE1_KIND, key, artifact)
-    stage1_checkpointer(cfg, ctx, key).done()  # only once the artifact is safely in the cache
-    return artifact, False
+    artifact, cached = ctx.cache.get_or_compute(STAGE1_KIND, key, lambda: train_stage1(cfg, ctx, train, seed, key))
+    if not cached:  # only once the artifact is safely in the cache
+        stage1_checkpointer(cfg, ctx, key).done()
+    return artifact, cached
 
 
 def stage1_meta(cfg: Any, ctx: Context, seed: int, artifact: Mapping[str, Any], cached: bool) -> dict[str, Any]:
