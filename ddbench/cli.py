@@ -18,6 +18,7 @@ from rich.table import Table as RichTable
 
 from ddbench import config as cfgmod
 from ddbench.errors import DDBenchError
+from ddbench.overrides import EVAL_PREFIX, parse_overrides
 
 console = Console(stderr=True)
 out = Console(soft_wrap=True)
@@ -383,7 +384,7 @@ def evaluate(source: Path, dataset: str | None, name: str | None, entry: int, ov
         raise DDBenchError("--draws and --holdout concern distillation; a file holds one set: drop them")
     if executor != "local":  # Ray workers build their own registries, without this file's set
         raise DDBenchError("evaluate runs its cells in this process: drop --executor ray")
-    bad = [o for o in overrides if not o.strip().startswith("eval.")]
+    bad = [o for o in overrides if not o.strip().startswith(EVAL_PREFIX)]
     if bad:
         raise DDBenchError(f"bad -o {bad[0]!r}: evaluate takes evaluation options only, e.g. -o eval.augment=dc")
     loaded = read_set(source, _registries().datasets, dataset, entry)
@@ -513,7 +514,7 @@ def ablate(method: str, datasets: str, ipc: str, key: str, values: str, archs: s
     if not key or "=" in key:
         raise DDBenchError(f"bad --key {key!r}: give an option name, e.g. --key w_l or --key eval.epochs")
     value_list = parse_list(values.split(";") if ";" in values else values, "values")
-    fixed = cfgmod.parse_overrides(overrides)
+    fixed = parse_overrides(overrides)
     if key in fixed:
         raise DDBenchError(f"--key {key} is also fixed with -o {key}={fixed[key]}: drop one of them")
     base = dict(methods=methods, datasets=parse_list(datasets, "dataset"), ipcs=parse_ipcs(ipc),
@@ -783,7 +784,7 @@ def sample(method: str, dataset: str, ipc: int, out_dir: Path, profile: str, ove
     cls = regs.methods.get(method)
     spec = regs.datasets.get(dataset)
     prof = get_profile(profile)
-    config = cfgmod.build(cls.Config, prof.name, cls.profiles, cfgmod.parse_overrides(overrides), owner=f"method {method!r}")
+    config = cfgmod.build(cls.Config, prof.name, cls.profiles, parse_overrides(overrides), owner=f"method {method!r}")
     train = load(spec, "train", data_root, download)
     cache = ArtifactCache(cache_dir)
     with _progress() as bar:

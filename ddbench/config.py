@@ -59,17 +59,6 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, str]:
-    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"bad override {item!r}: write it as key=value, e.g. -o lr_img=0.1")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def coerce(value: Any, tp: Any, key: str) -> Any:
     """Turn an override string (or a profile value) into the field's declared type."""
     origin = typing.get_origin(tp)

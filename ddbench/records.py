@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ddbench.io import atomic_path
+from ddbench.overrides import method_label
 
 SCHEMA = 1
 # How a record's numbers were computed beyond the evaluator's config, stored in its "protocol": the device type
@@ -50,7 +51,7 @@ class Cell:
 
     @property
     def method_label(self) -> str:
-        return f"{self.method}+{self.variant}" if self.variant else self.method
+        return method_label(self.method, self.variant)
 
     def path(self, out: Path) -> Path:
         name = f"seed{self.seed}.json" if self.draw == 0 else f"seed{self.seed}-draw{self.draw}.json"

@@ -25,13 +25,13 @@ from ddbench.claims import ClaimBoard
 from ddbench.config import parse_list
 from ddbench.datasets import load
 from ddbench.errors import ConfigError, DDBenchError
+from ddbench.overrides import applied_overrides, make_variant, split_overrides
 from ddbench.plugins import Registries
 from ddbench.profiles import get_profile
 from ddbench.progress import Progress, null_progress
 from ddbench.records import EXECUTION_KEYS, SCHEMA, Cell, environment, execution_of, read_record, write_record
 
 log = logging.getLogger(__name__)
-EVAL_PREFIX = "eval."
 CLAIMS_DIR = ".claims"  # under the results folder: the cells sweeps on that folder are computing now
 WAIT_POLL_S = 2.0
 
@@ -103,24 +103,6 @@ class Plan:
         return [c for g in self.groups for c in g.cells]
 
 
-def _split_overrides(items: Sequence[str], methods: Sequence[str]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
-    """``key=v`` applies to every method; ``dm.key=v`` to one; ``eval.key=v`` to the evaluator."""
-    per_method: dict[str, dict[str, str]] = {m: {} for m in methods}
-    evaluation: dict[str, str] = {}
-    for key, value in cfgmod.parse_overrides(items).items():
-        head, dot, rest = key.partition(".")
-        if dot and head == EVAL_PREFIX[:-1]:
-            evaluation[rest] = value
-        elif dot and head in per_method:
-            per_method[head][rest] = value
-        elif dot:
-            raise ConfigError(f"bad override {key!r}: prefix with a selected method ({', '.join(methods)}) or 'eval.'")
-        else:
-            for m in methods:
-                per_method[m][key] = value
-    return per_method, evaluation
-
-
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -177,7 +159,7 @@ def plan(regs: Registries, req: Request) -> Plan:
         raise ConfigError("--draws and --paired-seeds both choose the distillation seeds; use one of them")
     if req.holdout < 0:
         raise ConfigError(f"bad --holdout {req.holdout}: give a number of training images to hold out (0 = none)")
-    per_method, eval_over = _split_overrides(req.overrides, methods)
+    per_method, eval_over = split_overrides(req.overrides, methods)
     eval_config = cfgmod.build(evaluator_cls.Config, profile.name, evaluator_cls.profiles, eval_over,
                                owner=f"evaluator {req.evaluator!r} (eval.*)")
     configs = {m: cfgmod.build(c.Config, profile.name, c.profiles, per_method[m], owner=f"method {m!r}")
@@ -200,12 +182,8 @@ def plan(regs: Registries, req: Request) -> Plan:
     groups: list[Group] = []
     for d in datasets:
         for m in methods:
-            applied = {**per_method[m], **{EVAL_PREFIX + k: v for k, v in eval_over.items()}}
-            variant = ",".join(f"{k}={v}" for k, v in sorted(applied.items()))
-            if req.paired_seeds:
-                variant = ",".join(filter(None, [variant, "seeds=paired"]))
-            if req.holdout:
-                variant = ",".join(filter(None, [variant, f"holdout={req.holdout}"]))
+            applied = applied_overrides(per_method[m], eval_over)
+            variant = make_variant(applied, req.paired_seeds, req.holdout)
             generative = issubclass(method_classes[m], GenerativeDistiller)
             for ipc in ipcs:
                 for ds in (seeds if req.paired_seeds else [0]):
