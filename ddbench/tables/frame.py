@@ -1,0 +1,111 @@
+"""Records -> a frame: one row per record, in structured columns (base method, overrides, protocol choices)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ddbench.errors import ConfigError
+from ddbench.overrides import method_label, variant_choices
+from ddbench.records import execution_label, iter_records
+
+log = logging.getLogger(__name__)
+
+DDOF = 1
+# method: the row label (METHOD+variant); base_method: the registered method; overrides: the options a record's
+# -o set ({key: value}, the evaluator's as eval.key); paired_seeds, holdout: the protocol choices of its variant
+FRAME_COLUMNS = ["dataset", "method", "base_method", "variant", "paired_seeds", "holdout", "ipc", "arch", "seed",
+                 "distill_seed", "draw", "profile", "protocol", "execution", "accuracy", "distill_seconds",
+                 "evaluate_seconds", "match_w_global", "match_w_local", "match_cgan", "match_generator_change",
+                 "overrides", "method_config", "eval_config", "path"]
+# frame column <- the generator's note in a record's "distilled" (matching-stage means, see tables.METRICS)
+GENERATOR_NOTES = {"match_w_global": "match_last_w_global", "match_w_local": "match_last_w_local",
+                   "match_cgan": "match_last_cgan", "match_generator_change": "match_generator_change"}
+
+
+def protocol_label(rec: dict) -> str:
+    p = rec.get("protocol", {})
+    augment = p.get("augment")
+    aug = ("DSA" if augment == "dsa" else f"DC aug {p.get('dc_strategy')}" if augment == "dc" and p.get("dc_strategy") != "none"
+           else "no aug")
+    parts = [rec["cell"]["profile"], f"E={p.get('epochs')}", aug,
+             f"{p.get('accuracy', 'final')} acc", "on-the-fly" if p.get("mode") == "on-the-fly" else "fixed set",
+             f"test={p.get('test_images')}"]
+    execution = execution_label(rec)  # device, threads, precision; "" for records that predate them
+    return ", ".join(str(x) for x in parts + ([execution] if execution else []))
+
+
+def _generator_note(rec: dict, key: str) -> float | None:
+    value = (rec.get("distilled") or {}).get("generator", {}).get(key)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def frame_row(rec: dict, path: Path) -> dict:
+    """One record's row (KeyError, TypeError, ValueError, AttributeError: a malformed record)."""
+    c = rec["cell"]
+    variant = c.get("variant", "")
+    choices = variant_choices(variant or "")
+    timing = rec.get("timing", {})
+    return {
+        "dataset": c["dataset"], "method": method_label(c["method"], variant), "base_method": c["method"],
+        "variant": variant, "paired_seeds": choices.paired_seeds, "holdout": choices.holdout, "ipc": int(c["ipc"]),
+        "arch": c["arch"], "seed": int(c["seed"]), "distill_seed": int(c.get("distill_seed", 0)),
+        "draw": int(c.get("draw", 0)), "profile": c["profile"], "protocol": protocol_label(rec),
+        "execution": execution_label(rec), "accuracy": float(rec["accuracy"]),
+        "distill_seconds": timing.get("distill_seconds"), "evaluate_seconds": timing.get("evaluate_seconds"),
+        **{col: _generator_note(rec, key) for col, key in GENERATOR_NOTES.items()},
+        "overrides": dict(rec.get("overrides") or {}), "method_config": dict(rec.get("method_config") or {}),
+        "eval_config": dict(rec.get("protocol") or {}), "path": str(path),
+    }
+
+
+def load_frame(root: Path, strict: bool = False) -> pd.DataFrame:
+    """One row per record under ``root`` (``overrides``, ``method_config`` and ``eval_config`` hold dicts).
+
+    A file that is not a readable record is left out with a warning naming it; the list of ``(path, why)`` is in
+    ``frame.attrs["unreadable"]`` and every table built from the frame counts it in its notes. ``strict``: raise
+    :class:`ConfigError` instead.
+    """
+    rows = []
+    unreadable: list[tuple[Path, str]] = []
+    for path, rec in iter_records(Path(root), unreadable):
+        try:
+            rows.append(frame_row(rec, path))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            unreadable.append((path, f"malformed field ({type(exc).__name__}: {exc})"))
+    for path, why in ([] if strict else unreadable):
+        log.warning("unreadable record %s: %s; left out", path, why)
+    if strict and unreadable:
+        raise ConfigError(f"{len(unreadable)} unreadable record(s) under {root}, e.g. {unreadable[0][0]} "
+                          f"({unreadable[0][1]}): fix or remove them, or drop --strict")
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    frame.attrs["unreadable"] = [(str(p), why) for p, why in unreadable]
+    return frame
+
+
+def unreadable_note(df: pd.DataFrame) -> list[str]:
+    """The footer line counting the records :func:`load_frame` could not read (none: no line)."""
+    bad = df.attrs.get("unreadable") or []
+    if not bad:
+        return []
+    return [f"{len(bad)} unreadable record file(s) left out (named on stderr; --strict makes this an error)"]
+
+
+def summarise(df: pd.DataFrame, keys: Sequence[str], value: str = "accuracy") -> pd.DataFrame:
+    """mean, sample std, n (records) and sets (distinct fixed sets) of ``value`` per ``keys``."""
+    g = df.groupby(list(keys), sort=True)
+    out = g[value].agg(mean="mean", std=lambda s: s.std(ddof=DDOF), n="count").reset_index()
+    out["sets"] = g.apply(lambda p: len(set(zip(p["distill_seed"], p["draw"], strict=True))),
+                          include_groups=False).values
+    return out
+
+
+def stated_spread(df: pd.DataFrame, s: pd.DataFrame) -> list[str]:
+    """The notes every accuracy table opens with: what ± spans (from the summary ``s``), then the protocols."""
+    spans = ("fixed sets (draws or distillation seeds) × networks" if (s["sets"] > 1).any()
+             else "networks trained on one distilled set")
+    return [f"mean ± sample std (ddof={DDOF}) over {spans}; n = records per cell",
+            "protocol: " + "; ".join(sorted(df["protocol"].unique()))]
