@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -18,8 +18,7 @@ from torch import Tensor, nn
 
 from ddbench.api import DistilledSet, Distiller, ImageSet
 from ddbench.augment import DSA
-from ddbench.checkpoint import Checkpointer
-from ddbench.errors import check_finite
+from ddbench.checkpoint import Checkpointer, resumable_loop
 from ddbench.seeds import generator
 
 log = logging.getLogger(__name__)
@@ -90,34 +89,25 @@ def optimise(distiller: Distiller, ipc: int, seed: int, images: Tensor, optimize
     and removes the checkpoint when done. Returns ``{"loss_history": [...], "resumed_from": start, "seconds": t}``
     with ``t`` the loop's wall time summed over the interrupted runs it resumed.
     """
-    name = distiller.name
     ck = Checkpointer(distiller.ctx.checkpoint_dir, distiller.config_key(ipc=ipc, seed=seed), every=every)
     history: list[float] = []
-    start = 0
-    state = ck.load()
-    if state is not None:
+
+    def one(it: int) -> dict[str, float]:
+        history.append(step(it))
+        return {"loss": history[-1]}
+
+    def snapshot() -> dict[str, Any]:
+        return {"images": images.detach().cpu().clone(), "optimizer": optimizer.state_dict(),
+                "loss_history": list(history)}
+
+    def restore(state: Mapping[str, Any]) -> None:
         with torch.no_grad():
             images.copy_(state["images"].to(images.device))
         optimizer.load_state_dict(state["optimizer"])
-        history = list(state["loss_history"])
-        start = int(state["iteration"])
-        log.info("%s ipc %d seed %d: resuming at iteration %d of %d", name, ipc, seed, start, iterations)
+        history[:] = state["loss_history"]
 
-    def snapshot(done: int) -> dict[str, Any]:
-        return {"iteration": done, "images": images.detach().cpu().clone(),
-                "optimizer": optimizer.state_dict(), "loss_history": list(history)}
-
-    with distiller.ctx.progress(f"{name} ipc {ipc}", iterations) as task:
-        if start:
-            task.advance(start)
-        for it in range(start, iterations):
-            loss = step(it)
-            check_finite(loss, name, it)
-            history.append(loss)
-            ck.maybe_save(it + 1, lambda it=it: snapshot(it + 1))
-            task.advance(1, loss=loss)
-            if it % max(1, iterations // 10) == 0 or it == iterations - 1:
-                log.info("%s ipc %d iteration %d/%d loss %.4f", name, ipc, it + 1, iterations, loss)
+    start = resumable_loop(ck, iterations, one, snapshot=snapshot, restore=restore, progress=distiller.ctx.progress,
+                           label=f"{distiller.name} ipc {ipc}", method=distiller.name, finite=("loss",))
     ck.done()
     return {"loss_history": history, "resumed_from": start, "seconds": ck.elapsed()}
 

@@ -1,13 +1,20 @@
-"""Resumable long loops: a distiller saves its state every few iterations and picks it up after a crash."""
+"""Resumable long loops: a distiller saves its state every few iterations and picks it up after a crash.
+
+:func:`resumable_loop` is the loop every long training stage runs (DC/DM's image optimisation, the GAN's stage
+1, the matching stage); :class:`Checkpointer` is the file it saves to.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ddbench.cache import atomic_torch_save, sidecar, verified_load
+from ddbench.errors import check_finite
+from ddbench.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -56,3 +63,36 @@ class Checkpointer:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
             sidecar(self.path).unlink(missing_ok=True)
+
+
+def resumable_loop(ck: Checkpointer, total: int, step: Callable[[int], Mapping[str, float]], *,
+                   snapshot: Callable[[], dict[str, Any]], restore: Callable[[Mapping[str, Any]], None],
+                   progress: Progress, label: str, method: str, finite: Sequence[str]) -> int:
+    """Run ``step(it)`` for ``it`` in ``[start, total)``; returns ``start``.
+
+    ``start`` is 0, or the iteration ``ck``'s checkpoint was saved after; ``restore(state)`` then loads what
+    ``snapshot()`` returned then. After each step, every value named in ``finite`` that it returned must be
+    finite (else :class:`~ddbench.errors.DivergedError` naming ``method`` and the iteration); the values are
+    shown (rounded) next to the ``label`` progress bar, and ``{**snapshot(), "iteration": it + 1}`` is saved when
+    a checkpoint is due. The caller removes the checkpoint (``ck.done()``) once its result is stored elsewhere.
+    """
+    start = 0
+    state = ck.load()
+    if state is not None:
+        restore(state)
+        start = int(state["iteration"])
+        log.info("%s resumes at iteration %d of %d", label, start, total)
+    with progress(label, total) as task:
+        if start:
+            task.advance(start)
+        for it in range(start, total):
+            values = step(it)
+            for name in finite:
+                if name in values:
+                    check_finite(values[name], method, it)
+            ck.maybe_save(it + 1, lambda done=it + 1: {**snapshot(), "iteration": done})
+            task.advance(1, **{k: round(v, 4) for k, v in values.items()})
+            if it % max(1, total // 10) == 0 or it == total - 1:
+                log.info("%s iteration %d/%d %s", label, it + 1, total,
+                         " ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    return start

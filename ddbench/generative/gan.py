@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ddbench.api import Context, DatasetSpec, ImageSet
-from ddbench.checkpoint import Checkpointer
+from ddbench.checkpoint import Checkpointer, resumable_loop
 from ddbench.config import doc, stable_hash
-from ddbench.errors import ConfigError, check_finite
+from ddbench.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -326,28 +326,25 @@ def train_stage1(cfg: Any, ctx: Context, train: ImageSet, seed: int, key: str) -
     stream = BatchStream(len(train), cfg.gan_batch, rng)
     total = total_iterations(len(train), cfg.gan_batch, cfg.gan_epochs, cfg.gan_max_iters)
     ck = stage1_checkpointer(cfg, ctx, key)
-    start, losses = 0, {"d_loss": math.nan, "g_loss": math.nan}
-    state = ck.load()
-    if state is not None:
+    losses = {"d_loss": math.nan, "g_loss": math.nan}
+
+    def step(it: int) -> dict[str, float]:
+        losses.update(stage1_step(pair, train, stream, cfg.gp_weight, rng))
+        return losses
+
+    def restore(state: Mapping[str, Any]) -> None:
         pair.load(state["pair"])
         stream.load(state["stream"])
         rng.set_state(state["rng"])
-        start, losses = int(state["iteration"]), dict(state["losses"])
-        log.info("stage 1 resumes at iteration %d of %d", start, total)
+        losses.update(state["losses"])
+
     log.info("stage 1: %d iterations, width %d, batch %d on %s", total, cfg.gan_width, cfg.gan_batch, ctx.device)
     pair.gen.train()
     pair.disc.train()
-    with ctx.progress("gan stage 1", total) as task:
-        if start:
-            task.advance(start)
-        for it in range(start, total):
-            losses = stage1_step(pair, train, stream, cfg.gp_weight, rng)
-            check_finite(losses["g_loss"], "gan stage 1", it)
-            check_finite(losses["d_loss"], "gan stage 1", it)
-            task.advance(1, **{k: round(v, 4) for k, v in losses.items()})
-            ck.maybe_save(it + 1, lambda it=it, losses=losses: {
-                "pair": pair.state(), "stream": stream.state(), "rng": rng.get_state(), "iteration": it + 1,
-                "losses": losses})
+    resumable_loop(ck, total, step, restore=restore, progress=ctx.progress, label="gan stage 1",
+                   method="gan stage 1", finite=("g_loss", "d_loss"),
+                   snapshot=lambda: {"pair": pair.state(), "stream": stream.state(), "rng": rng.get_state(),
+                                     "losses": dict(losses)})
     return {**pair.state(), "arch": dict(pair.gen.arch), "iterations": total,
             "final_losses": {k: float(v) for k, v in losses.items()},
             "seconds": round(ck.elapsed(), 3)}

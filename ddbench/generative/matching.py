@@ -52,9 +52,9 @@ from torch import Tensor
 from ddbench import seeds
 from ddbench.api import Context, ImageSet
 from ddbench.augment import DiMAugment
-from ddbench.checkpoint import Checkpointer
+from ddbench.checkpoint import Checkpointer, resumable_loop
 from ddbench.config import doc
-from ddbench.errors import ConfigError, check_finite
+from ddbench.errors import ConfigError
 from ddbench.generative import gan
 from ddbench.generative.sampling import GANDistiller, generator_artifact
 from ddbench.networks import FeatureNet
@@ -225,13 +225,13 @@ class Matcher:
         return out
 
     # ----------------------------------------------------------------- checkpointing
-    def state(self, iteration: int, last: Mapping[str, float]) -> dict[str, Any]:
+    def state(self, last: Mapping[str, float]) -> dict[str, Any]:
         net = None
         if self.net is not None:
             net = {"arch": self.net_arch, "state": gan.cpu_state(self.net.state_dict()),
                    "opt": None if self.net_opt is None else gan.optimizer_state(self.net_opt)}
         return {"pair": self.pair.state(), "stream": self.stream.state(), "rng": self.rng.get_state(),
-                "iteration": iteration, "net": net, "last": dict(last),
+                "net": net, "last": dict(last),
                 "history": {k: list(v) for k, v in self.history.items()}}
 
     def load(self, state: Mapping[str, Any]) -> None:
@@ -287,30 +287,28 @@ def finetune(cfg: MatchConfig, ctx: Context, train: ImageSet, seed: int, loss: M
     m = Matcher(cfg, ctx, train, seed, loss, stage1)
     total = gan.total_iterations(len(train), cfg.match_batch, cfg.match_epochs, cfg.match_max_iters)
     ck = match_checkpointer(cfg, ctx, key, name)
-    start, last = 0, {}
-    state = ck.load()
-    if state is not None:
+    last: dict[str, float] = {}
+    arch_counts: dict[str, int] = {}
+
+    def step(it: int) -> dict[str, float]:
+        refresh = m.draws_network(it)
+        last.clear()
+        last.update(m.step(it))
+        if refresh:
+            arch_counts[m.net_arch] = arch_counts.get(m.net_arch, 0) + 1
+        return last
+
+    def restore(state: Mapping[str, Any]) -> None:
         m.load(state)
-        start, last = int(state["iteration"]), dict(state["last"])
-        log.info("%s matching resumes at step %d of %d", name, start, total)
+        last.update(state["last"])
+
     log.info("%s matching: %d generator steps, batch %d, pool %s, a new network every %s, %d pre-training steps",
              name, total, cfg.match_batch, ",".join(cfg.pool),
              "step" if cfg.net_refresh == "step" else f"{m.epoch_steps} steps", cfg.pretrain_steps)
     m.pair.gen.train()
     m.pair.disc.train()
-    arch_counts: dict[str, int] = {}
-    with ctx.progress(f"{name} matching", total) as task:
-        if start:
-            task.advance(start)
-        for it in range(start, total):
-            refresh = m.draws_network(it)
-            last = m.step(it)
-            if refresh:
-                arch_counts[m.net_arch] = arch_counts.get(m.net_arch, 0) + 1
-            check_finite(last["g_loss"], name, it)
-            check_finite(last.get("d_loss", 0.0), name, it)
-            task.advance(1, **{k: round(v, 4) for k, v in last.items()})
-            ck.maybe_save(it + 1, lambda it=it, last=last: m.state(it + 1, last))
+    start = resumable_loop(ck, total, step, snapshot=lambda: m.state(last), restore=restore, progress=ctx.progress,
+                           label=f"{name} matching", method=name, finite=("g_loss", "d_loss"))
     state_after = gan.cpu_state(m.pair.gen.state_dict())
     notes = {"match_steps": total, "match_resumed_at": start, "match_seconds": round(ck.elapsed(), 3),
              "match_networks": ",".join(f"{k}:{v}" for k, v in sorted(arch_counts.items())),
