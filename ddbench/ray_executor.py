@@ -278,7 +278,7 @@ def submit(req: Request, work: Sequence[tuple[Group, list[tuple[Cell, str]]]], d
             fitting.setdefault(key, ref)
         sets.append(ref)
     jobs: dict[Any, Job] = {}
-    for (group, todo), ref in zip(work, sets):
+    for (group, todo), ref in zip(work, sets, strict=True):
         for cell, h in todo:
             jobs[evaluate.remote(req, group, cell, h, ref)] = Job(group, cell, h, ref)
     return jobs
