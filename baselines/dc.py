@@ -39,13 +39,14 @@ from torch import Tensor
 
 from ddbench import DistilledSet, Distiller, ImageSet, doc
 from ddbench.augment import DSA as DSAug
+from ddbench.augment import augment
 from ddbench.engine import Engine
 from ddbench.errors import ConfigError
 from ddbench.networks import FeatureNet
 from ddbench.profiles import quick_iterations
 from ddbench.seeds import generator
 
-from .synset import ClassBatches, has_batchnorm, per_sample, siamese, synthesise
+from .synset import ClassBatches, has_batchnorm, synthesise
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,8 @@ class GradientMatching(Distiller):
                 loss = images.new_zeros(())
                 for c in range(classes):
                     syn_c = images[c * ipc:(c + 1) * ipc]
-                    x_real, x_syn = siamese(dsa, real.sample(c, cfg.batch_real, g), syn_c, g)
+                    x_real, x_syn = augment(dsa, real.sample(c, cfg.batch_real, g), syn_c, generator=g,
+                                            siamese=True)
                     y_real = labels.new_full((x_real.shape[0],), c)
                     g_real = torch.autograd.grad(F.cross_entropy(forward(x_real), y_real), params)
                     g_real = [t.detach() for t in g_real]
@@ -207,7 +209,7 @@ def train_inner(net: FeatureNet, opt: torch.optim.Optimizer, images: Tensor, lab
         order = torch.randperm(n, generator=g).to(images.device)
         for i in range(0, n, batch):
             idx = order[i:i + batch]
-            x = per_sample(dsa, images[idx], g)
+            (x,) = augment(dsa, images[idx], generator=g)
             loss = F.cross_entropy(fwd(x), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -27,11 +27,12 @@ import torch
 from torch import Tensor
 
 from ddbench import DistilledSet, Distiller, ImageSet, doc
+from ddbench.augment import augment
 from ddbench.engine import Engine
 from ddbench.profiles import quick_iterations
 from ddbench.seeds import generator
 
-from .synset import ClassBatches, has_batchnorm, siamese, synthesise
+from .synset import ClassBatches, has_batchnorm, synthesise
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,8 @@ class DM(Distiller):
             embed = engine.prepare(net, work_images=work, method="embed")
             reals, syns = [], []
             for c in range(classes):
-                r, s = siamese(dsa, real.sample(c, cfg.batch_real, g), images[c * ipc:(c + 1) * ipc], g)
+                r, s = augment(dsa, real.sample(c, cfg.batch_real, g), images[c * ipc:(c + 1) * ipc], generator=g,
+                               siamese=True)
                 reals.append(r)
                 syns.append(s)
             with engine.autocast():

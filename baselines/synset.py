@@ -1,5 +1,5 @@
-"""What DC and DM share: per-class real batches, synthetic-set initialisation, siamese DSA pairs, derived
-seeds, and the resumable image-optimisation loop (checkpoints, progress, divergence check, loss history).
+"""What DC and DM share: per-class real batches, synthetic-set initialisation, and the resumable
+image-optimisation loop (checkpoints, progress, divergence check, loss history).
 
 Randomness: every iteration ``it`` draws from its own generator, ``ddbench.seeds.generator(seed, "iteration",
 it)``, so an iteration's network, real batches and augmentation depend only on (seed, iteration). A run
@@ -17,7 +17,6 @@ import torch
 from torch import Tensor, nn
 
 from ddbench.api import DistilledSet, Distiller, ImageSet
-from ddbench.augment import DSA
 from ddbench.checkpoint import Checkpointer, resumable_loop
 from ddbench.seeds import generator
 
@@ -63,21 +62,6 @@ def init_synthetic(train: ImageSet, ipc: int, init: str, g: torch.Generator,
 def has_batchnorm(net: nn.Module) -> bool:
     """Whether ``net`` has batch norm (whose train-mode statistics depend on how batches are formed)."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
-
-
-def siamese(dsa: DSA | None, real: Tensor, syn: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
-    """The same random augmentation (one shared draw) applied to a real and a synthetic batch."""
-    if dsa is None:
-        return real, syn
-    draw = dsa.sample(1, shared=True, generator=g, size=real.shape[-1])
-    return dsa.apply(real, draw), dsa.apply(syn, draw)
-
-
-def per_sample(dsa: DSA | None, x: Tensor, g: torch.Generator) -> Tensor:
-    """DSA with independent parameters per image (network training on the synthetic set)."""
-    if dsa is None:
-        return x
-    return dsa.apply(x, dsa.sample(x.shape[0], generator=g, size=x.shape[-1]))
 
 
 def optimise(distiller: Distiller, ipc: int, seed: int, images: Tensor, optimizer: torch.optim.Optimizer,

@@ -91,10 +91,8 @@ class Runner:
         if self.name == "plain":
             plain_train(self.net, self.x, self.y, epochs, self.dsa, self.g)
             return
-        dsa = self.dsa
-        aug = lambda b, g: dsa.apply(b, dsa.sample(b.shape[0], generator=g))  # noqa: E731
         cfg = StandardConfig(epochs=epochs - 1, precision=self.engine.precision)  # epochs passes
-        train_network(self.net, self.x, self.y, cfg, 0, aug, engine=self.engine, forward=self.fwd)
+        train_network(self.net, self.x, self.y, cfg, 0, self.dsa, engine=self.engine, forward=self.fwd)
 
     def test_pass(self) -> float:
         if self.name == "plain":
@@ -152,8 +150,7 @@ def ensemble_figures(ctx: Context, train: ImageSet, args: argparse.Namespace) ->
     """5 networks of a cell: one vectorised ensemble vs five sequential runs (fp32 and bf16)."""
     x, y = train.sample_per_class(10, torch.Generator().manual_seed(0))
     x, y = x.to(ctx.device), y.to(ctx.device)
-    dsa = ctx.dsa()
-    aug = lambda b, g: dsa.apply(b, dsa.sample(b.shape[0], generator=g))  # noqa: E731
+    aug = ctx.dsa()  # per-sample parameters
     seeds = [0, 1, 2, 3, 4]
     for precision in ("fp32", "bf16"):
         eng = Engine.create(ctx.device, precision, "auto")

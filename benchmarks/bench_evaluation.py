@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ddbench.api import Context, DistilledSet, ImageSet
+from ddbench.augment import DSA
 from ddbench.cache import ArtifactCache
 from ddbench.datasets import load
 from ddbench.evaluation import StandardConfig, StandardEvaluator, test_accuracy, train_network
@@ -44,9 +45,8 @@ def timed(fn, images: int) -> float:  # type: ignore[no-untyped-def]
     return images / (time.perf_counter() - t)
 
 
-def dsa_augment(ctx: Context):  # type: ignore[no-untyped-def]
-    dsa = ctx.dsa()
-    return lambda b, g: dsa.apply(b, dsa.sample(b.shape[0], generator=g))
+def dsa_augment(ctx: Context) -> DSA:
+    return ctx.dsa()  # per-sample parameters
 
 
 def loop_figures(ctx: Context, train: ImageSet, test: ImageSet, epochs_5net: int, seconds: float) -> None:

@@ -2,19 +2,69 @@
 
 Constants from VICO-UoE/DatasetCondensation ``ParamDiffAug`` (aug_mode 'S': one family per call). Sampling
 and applying are separate, so a distiller samples once and applies the *same* parameters to its real and
-synthetic batches (siamese mode, ``shared=True``), while evaluation draws per-sample parameters.
+synthetic batches (siamese), while network training draws per-sample parameters: both through :func:`augment`.
+
+"No augmentation" is spelled :data:`NONE` (``"none"``) in every option: ``augment=none`` (dc, dm, evaluation),
+``match_aug=none`` / ``pretrain_aug=none`` (the matching stage), and the DC strategy ``get_daparam`` gives.
 """
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")
+NONE = "none"  # "no augmentation", wherever an option can say so
+
+
+def parse_families(strategy: str, allowed: Sequence[str], what: str, *, none_ok: bool = False) -> list[str]:
+    """The families of ``strategy`` (names from ``allowed`` joined by '_'); ``[]`` for :data:`NONE` where
+    ``none_ok``. Anything else is a ValueError naming the bad value and the choices."""
+    if none_ok and strategy == NONE:
+        return []
+    families = [f for f in strategy.split("_") if f]
+    bad = [f for f in families if f not in allowed]
+    if bad or not families:
+        choices = f"{NONE!r}, or " * none_ok + f"{', '.join(allowed)} joined by '_'"
+        off = f"; {NONE!r} is not a family (augment=none turns augmentation off)" if strategy == NONE else ""
+        raise ValueError(f"unknown {what} {bad[0] if bad else strategy!r}: choose {choices}{off}")
+    return families
+
+
+class Augmentation(ABC):
+    """Random parameters are sampled (``sample``), then applied (``apply``); :func:`augment` does both, per
+    sample or siamese. ``aug(x, generator)`` is the per-sample use (what network training calls)."""
+
+    @abstractmethod
+    def sample(self, batch: int, *, shared: bool = False, generator: torch.Generator | None = None,
+               size: int = 32) -> Any:
+        """Parameters for ``batch`` images (one set for all when ``shared``) of ``size`` x ``size`` pixels."""
+
+    @abstractmethod
+    def apply(self, x: Tensor, draw: Any) -> Tensor:
+        """``x`` augmented with the parameters ``draw``."""
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return augment(self, x, generator=generator)[0]
+
+
+def augment(aug: Augmentation | None, *batches: Tensor, generator: torch.Generator | None,
+            siamese: bool = False) -> tuple[Tensor, ...]:
+    """The batches augmented: every image with its own random parameters, or (``siamese``) every batch with
+    ONE shared draw (DSA's real/synthetic pairs, DiM's matching batches). ``aug`` None: unchanged."""
+    if aug is None:
+        return batches
+    if siamese:
+        draw = aug.sample(1, shared=True, generator=generator, size=batches[0].shape[-1])
+        return tuple(aug.apply(x, draw) for x in batches)
+    return tuple(aug.apply(x, aug.sample(x.shape[0], generator=generator, size=x.shape[-1])) for x in batches)
 
 
 @dataclass(frozen=True)
@@ -39,17 +89,12 @@ class Draw:
     values: dict[str, Tensor]
 
 
-class DSA:
-    """``dsa(x)`` augments with fresh per-sample parameters; ``dsa.sample(shared=True)`` + ``dsa.apply``
-    gives the siamese use."""
+class DSA(Augmentation):
+    """DSA's aug_mode 'S': one family drawn per call from the strategy's, with its random parameters."""
 
     def __init__(self, strategy: str = "color_crop_cutout_flip_scale_rotate", params: DSAParams | None = None) -> None:
-        families = [f for f in strategy.split("_") if f]
-        bad = [f for f in families if f not in FAMILIES]
-        if bad or not families:
-            raise ValueError(f"unknown DSA family {bad}: choose from {', '.join(FAMILIES)} joined by '_'")
         self.strategy = strategy
-        self.families = families
+        self.families = parse_families(strategy, FAMILIES, "DSA family")
         self.p = params or DSAParams()
 
     def __repr__(self) -> str:
@@ -108,9 +153,6 @@ class DSA:
         grid = F.affine_grid(theta, list(x.shape), align_corners=True)
         return F.grid_sample(x, grid, align_corners=True)
 
-    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.apply(x, self.sample(x.shape[0], generator=generator, size=x.shape[-1]))
-
 
 def _translate(x: Tensor, tx: Tensor, ty: Tensor) -> Tensor:
     n, _, h, w = x.shape
@@ -151,7 +193,7 @@ class DCAugParams:
 def dc_strategy(dataset: str, arch: str) -> str:
     """The reference's ``get_daparam`` strategy for evaluating a DC set of ``dataset`` on ``arch``:
     ``crop_scale_rotate`` on MNIST, ``crop_noise`` for the batch-norm ConvNet, else ``none``."""
-    strategy = "crop_scale_rotate" if dataset == "mnist" else "none"
+    strategy = "crop_scale_rotate" if dataset == "mnist" else NONE
     if arch in DC_BN_ARCHS:
         strategy = "crop_noise"
     return strategy
@@ -173,11 +215,8 @@ class DCAugment:
     """
 
     def __init__(self, strategy: str, params: DCAugParams | None = None) -> None:
-        families = [f for f in strategy.split("_") if f]
-        if strategy != "none" and (not families or any(f not in DC_FAMILIES for f in families)):
-            raise ValueError(f"unknown DC augmentation {strategy!r}: 'none' or {', '.join(DC_FAMILIES)} joined by '_'")
         self.strategy = strategy
-        self.families = [] if strategy == "none" else families
+        self.families = parse_families(strategy, DC_FAMILIES, "DC augmentation family", none_ok=True)
         self.p = params or DCAugParams()
 
     def __repr__(self) -> str:
@@ -231,7 +270,9 @@ class DCAugment:
         h, w = img.shape[-2:]
         r, s = (turned.shape[-2] - h) // 2, (turned.shape[-1] - w) // 2
         return torch.from_numpy(turned[:, r:r + h, s:s + w].copy()).to(img.device, img.dtype)
-class DiMAugment:
+
+
+class DiMAugment(Augmentation):
     """DiM's ``DiffAug`` (vimar-gu/DiM ``augment.py``) on DSA's families and constants: ``flip``, ``color`` and
     ``cutout`` are applied whenever named (in that order, cutout last), plus ONE of the other named families
     (crop, scale, rotate) drawn at random per call. DSA's aug_mode 'S' instead applies one family in all.
@@ -243,10 +284,7 @@ class DiMAugment:
     ALWAYS = ("flip", "color")
 
     def __init__(self, strategy: str) -> None:
-        families = [f for f in strategy.split("_") if f]
-        bad = [f for f in families if f not in FAMILIES]
-        if bad or not families:
-            raise ValueError(f"unknown augmentation family {bad}: choose from {', '.join(FAMILIES)} joined by '_'")
+        families = parse_families(strategy, FAMILIES, "augmentation family")
         self.strategy = strategy
         self.first = [DSA(f) for f in self.ALWAYS if f in families]
         self.others = [DSA(f) for f in families if f not in (*self.ALWAYS, "cutout")]
@@ -268,5 +306,7 @@ class DiMAugment:
             x = DSA(d.family).apply(x, d)
         return x
 
-    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.apply(x, self.sample(x.shape[0], generator=generator, size=x.shape[-1]))
+    @classmethod
+    def unless_none(cls, strategy: str) -> DiMAugment | None:
+        """The augmentation ``strategy`` names; None for :data:`NONE`."""
+        return None if strategy == NONE else cls(strategy)

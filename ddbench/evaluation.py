@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ddbench.api import DistilledSet, EvalResult, Evaluator, ImageSet
-from ddbench.augment import DCAugment, dc_strategy
+from ddbench.augment import NONE, DCAugment, dc_strategy
 from ddbench.config import doc
 from ddbench.engine import Engine, Prepared
 from ddbench.ensemble import Ensemble, can_vectorise, train_ensemble
@@ -91,7 +91,7 @@ def resolve_protocol(cfg: StandardConfig, dataset: str, arch: str) -> dict[str, 
     augmented = cfg.augment == "dsa"
     if cfg.augment == "dc":
         out["dc_strategy"] = dc_strategy(dataset, arch)
-        augmented = out["dc_strategy"] != "none"
+        augmented = out["dc_strategy"] != NONE
     out["epochs"] = cfg.epochs if cfg.epochs is not None else PROTOCOL_EPOCHS["augmented" if augmented else "plain"]
     return out
 
@@ -182,9 +182,8 @@ class StandardEvaluator(Evaluator):
         cfg = dataclasses.replace(cfg, epochs=int(resolved["epochs"]))
         augment: Callable[[Tensor, torch.Generator], Tensor] | None = None
         if cfg.augment == "dsa":
-            dsa = self.ctx.dsa(cfg.dsa_strategy or None)
-            augment = lambda x, g: dsa.apply(x, dsa.sample(x.shape[0], generator=g, size=x.shape[-1]))  # noqa: E731
-        elif cfg.augment == "dc" and resolved["dc_strategy"] != "none":
+            augment = self.ctx.dsa(cfg.dsa_strategy or None)  # per-sample parameters
+        elif cfg.augment == "dc" and resolved["dc_strategy"] != NONE:
             augment = DCAugment(str(resolved["dc_strategy"]))
         return cfg, resolved, augment, distilled.sampler if cfg.mode == "on-the-fly" else None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddbench.augment import DSA
+from ddbench.augment import DSA, NONE, DCAugment, DiMAugment, augment, dc_strategy
 from ddbench.plugins import registries
 
 NETS = registries().networks.names()
@@ -80,3 +80,27 @@ def test_crop_is_an_integer_shift() -> None:
 
     y = _translate(x, torch.tensor([1]), torch.tensor([0]))
     assert torch.equal(y[0, 0, 0], x[0, 0, 1]) and torch.equal(y[0, 0, 3], torch.zeros(4))
+
+
+def test_augment_is_the_one_entry_point_for_siamese_and_per_sample_draws() -> None:
+    """Siamese: one draw, sampled as before (``sample(1, shared=True)``), applied to every batch; per sample:
+    ``sample(n)`` then ``apply``, which is also what ``aug(x, g)`` does; None leaves the batches alone."""
+    x, y = torch.randn(3, 3, 32, 32), torch.randn(5, 3, 32, 32)
+    for aug in (DSA("color_crop_cutout_flip_scale_rotate"), DiMAugment("color_crop_cutout")):
+        for seed in range(6):
+            g, ref = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+            a, b = augment(aug, x, y, generator=g, siamese=True)
+            draw = aug.sample(1, shared=True, generator=ref, size=32)
+            assert torch.equal(a, aug.apply(x, draw)) and torch.equal(b, aug.apply(y, draw))
+            assert torch.equal(g.get_state(), ref.get_state())  # the same random numbers were drawn
+            (c,) = augment(aug, x, generator=g)
+            assert torch.equal(c, aug.apply(x, aug.sample(3, generator=ref, size=32)))
+            assert torch.equal(aug(y, g), aug.apply(y, aug.sample(5, generator=ref, size=32)))
+    assert augment(None, x, y, generator=None, siamese=True) == (x, y)
+
+
+def test_no_augmentation_has_one_spelling() -> None:
+    assert DiMAugment.unless_none(NONE) is None and DCAugment(NONE)(torch.ones(2, 1, 4, 4)).eq(1).all()
+    assert dc_strategy("cifar10", "convnet3") == NONE
+    with pytest.raises(ValueError, match="augment=none turns augmentation off"):
+        DSA(NONE)

@@ -51,7 +51,7 @@ from torch import Tensor
 
 from ddbench import seeds
 from ddbench.api import Context, ImageSet
-from ddbench.augment import DiMAugment
+from ddbench.augment import DiMAugment, augment
 from ddbench.checkpoint import Checkpointer, resumable_loop
 from ddbench.config import doc
 from ddbench.errors import ConfigError
@@ -110,8 +110,7 @@ class MatchConfig(gan.GANConfig):
         if not self.pool:
             raise ValueError("pool must name at least one network")
         for value in (self.match_aug, self.pretrain_aug):
-            if value != "none":
-                DiMAugment(value)  # a bad family name is a one-line config error
+            DiMAugment.unless_none(value)  # a bad family name is a one-line config error
 
 
 # quick (2 CPU cores): 300 generator steps of DiM's batch 64, a new pool network every 50 steps (6 draws),
@@ -136,10 +135,6 @@ def squared_distance(a: Tensor, b: Tensor, reduction: Literal["mean", "sum"]) ->
     return d.mean() if reduction == "mean" else d.sum()
 
 
-def _augment(strategy: str) -> DiMAugment | None:
-    return None if strategy == "none" else DiMAugment(strategy)
-
-
 class Matcher:
     """The mutable state of one matching run; every random draw comes from ``self.rng``."""
 
@@ -150,8 +145,8 @@ class Matcher:
         self.pair = gan.load_pair(stage1, cfg, ctx, seed, lr=cfg.match_lr)
         self.stream = gan.BatchStream(len(train), cfg.match_batch, self.rng)
         self.epoch_steps = cfg.epoch_steps or self.stream.per_epoch
-        self.aug = _augment(cfg.match_aug)
-        self.pretrain_aug = _augment(cfg.pretrain_aug)
+        self.aug = DiMAugment.unless_none(cfg.match_aug)
+        self.pretrain_aug = DiMAugment.unless_none(cfg.pretrain_aug)
         self.net: FeatureNet | None = None
         self.net_arch = ""
         self.net_opt: torch.optim.Optimizer | None = None
@@ -176,8 +171,7 @@ class Matcher:
         for _ in range(self.cfg.pretrain_steps):
             idx = torch.randint(n, (self.cfg.match_batch,), generator=self.rng)
             x = self.train.images[idx].to(self.device)
-            if self.pretrain_aug is not None:
-                x = self.pretrain_aug(x, generator=self.rng)
+            (x,) = augment(self.pretrain_aug, x, generator=self.rng)
             loss = F.cross_entropy(self.net(x), self.train.labels[idx].to(self.device))
             self.net_opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -203,9 +197,8 @@ class Matcher:
         fake = pair.fake(labels, self.rng)  # the synthetic batch: same labels as the real one
         l_cgan = gan.generator_adv_loss(pair.disc, fake, labels)
         syn = pair.pixels.to_normalised(fake)
-        if self.aug is not None:  # one draw for both batches (DiM: batch-mode DiffAug on their concatenation)
-            draw = self.aug.sample(real.shape[0], shared=True, generator=self.rng, size=real.shape[-1])
-            real, syn = self.aug.apply(real, draw), self.aug.apply(syn, draw)
+        # one draw for both batches (DiM: batch-mode DiffAug on their concatenation)
+        real, syn = augment(self.aug, real, syn, generator=self.rng, siamese=True)
         with torch.no_grad():
             f_real = self.net.features(real, self.loss.features)
         f_syn = self.net.features(syn, self.loss.features)
