@@ -675,7 +675,7 @@ def list_(kind: str | None, show_options: bool) -> None:
                 rt.add_row(p.name, str(p.networks), p.description)
             out.print(rt)
             continue
-        entries = _importable(getattr(regs, k))
+        entries = getattr(regs, k).entries()
         rt.add_column("plugin")
         rt.add_column("description")
         for e in entries:
@@ -690,19 +690,6 @@ def list_(kind: str | None, show_options: bool) -> None:
 
             out.print(_options_table("eval (standard evaluator, -o eval.key=value)", StandardEvaluator.Config,
                                      StandardEvaluator.profiles))
-
-
-def _importable(registry: Any) -> list[Any]:
-    """The registry's entries, each imported; one whose module fails to import is a warning and left out."""
-    from ddbench.errors import PluginError
-
-    entries = []
-    for name in registry.names():
-        try:
-            entries.append(registry.entry(name))
-        except PluginError as exc:
-            logging.getLogger(__name__).warning("%s (left out)", exc)
-    return entries
 
 
 def _options_table(name: str, config: type, profiles: dict[str, dict[str, Any]]) -> RichTable:

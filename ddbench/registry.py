@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -15,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from ddbench.errors import DDBenchError, PluginError, UnknownNameError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,14 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
     def entries(self) -> list[Entry[T]]:
-        """Every entry, each imported (a broken one raises :class:`PluginError`)."""
-        return [self.entry(n) for n in self.names()]
+        """Every entry, each imported; one whose module fails to import is a one-line warning and left out."""
+        out = []
+        for name in self.names():
+            try:
+                out.append(self.entry(name))
+            except PluginError as exc:
+                log.warning("%s (left out)", exc)
+        return out
 
     def plugin_of(self, name: str) -> str:
         return self._entries[name.lower()].plugin
