@@ -333,3 +333,38 @@ def test_plain_text_has_no_bold_note(results: Path) -> None:
     t = build_table(load_frame(results), "datasets")
     assert any(n.startswith("bold:") for n in t.notes) and "bold:" in t.render("markdown")
     assert "bold:" not in t.render("rich")
+
+
+def test_records_without_execution_fields_join_their_cell_where_it_agrees(results: Path, tmp_path: Path) -> None:
+    """A record that predates device/threads/precision is counted with its cell's other records (the runner
+    resumes such a cell over it) where those agree on one execution, with a note; alone, or beside records that
+    disagree, it keeps its own row."""
+    import shutil
+
+    from ddbench.records import EXECUTION_KEYS
+
+    res = tmp_path / "res"
+    shutil.copytree(results, res)
+
+    def strip(path: Path, **execution: object) -> None:
+        rec = json.loads(path.read_text())
+        for key in EXECUTION_KEYS:
+            rec["protocol"].pop(key, None)
+        rec["protocol"].update(execution)
+        path.write_text(json.dumps(rec))
+
+    ipc1 = sorted((res / "smoke" / "digits" / "random" / "ipc1" / "convnet3").glob("*.json"))
+    ipc2 = sorted((res / "smoke" / "digits" / "random" / "ipc2" / "convnet3").glob("*.json"))
+    strip(ipc1[0])  # joins ipc1[1], whose execution is known
+    strip(ipc2[0])  # stays apart: its cell's known records disagree (ipc2[1] and a copy run at another count)
+    other = ipc2[1].with_name("seed1-copy.json")
+    shutil.copy(ipc2[1], other)
+    rec = json.loads(other.read_text())
+    rec["protocol"]["threads"] += 1
+    other.write_text(json.dumps(rec))
+    df = load_frame(res)
+    assert df.attrs["execution_joined"] == 1
+    rows = build_table(df[df.arch == "convnet3"], "datasets").text_rows()
+    assert len(rows) == 3, rows  # ipc 1: one row (n=2); ipc 2: three executions (unknown, n threads, n+1)
+    assert sum(cells[0].endswith("(n=2)") for _, cells in rows) == 1
+    assert "1 record(s) predate the execution fields" in " ".join(build_table(df, "datasets").notes)

@@ -13,7 +13,7 @@ improvement, published rows), :mod:`.ablation`.
 """
 
 from ddbench.tables.ablation import ablation_frame, ablation_summary, build_ablation_table, value_label, value_rank
-from ddbench.tables.frame import DDOF, FRAME_COLUMNS, load_frame, protocol_label, summarise, unreadable_note
+from ddbench.tables.frame import DDOF, FRAME_COLUMNS, frame_notes, load_frame, protocol_label, summarise
 from ddbench.tables.layouts import LAYOUTS, MATCH_METRICS, METRICS, REFERENCE_ROWS, build_table
 from ddbench.tables.model import FORMATS, Coord, Row, Table, TableCell, check_choice
 from ddbench.tables.published import BASELINE
@@ -22,4 +22,4 @@ from ddbench.tables.render import latex_escape
 __all__ = ["BASELINE", "DDOF", "FORMATS", "FRAME_COLUMNS", "LAYOUTS", "MATCH_METRICS", "METRICS", "REFERENCE_ROWS",
            "Coord", "Row", "Table", "TableCell", "ablation_frame", "ablation_summary", "build_ablation_table",
            "build_table", "check_choice", "latex_escape", "load_frame", "protocol_label", "summarise",
-           "unreadable_note", "value_label", "value_rank"]
+           "frame_notes", "value_label", "value_rank"]

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ddbench.errors import ConfigError
 from ddbench.overrides import OptionKey, lookup_option
-from ddbench.tables.frame import stated_spread, summarise, unreadable_note
+from ddbench.tables.frame import frame_notes, stated_spread, summarise
 from ddbench.tables.model import Coord, Row, Table, TableCell
 from ddbench.tables.published import mark_best
 
@@ -129,4 +129,4 @@ def build_ablation_table(df: pd.DataFrame, key: str, method: str | None = None, 
     bold = "; bold: best mean per column" + (" within each series" if len(series_list) > 1 else "")
     notes.append(f"rows: values of {key} (an -o override, else the recorded config value)"
                  + (bold if any(c.best for r in rows for c in r.cells) else ""))
-    return Table(title, col_names, rows, notes + unreadable_note(df), row_header=key)
+    return Table(title, col_names, rows, notes + frame_notes(df), row_header=key)

@@ -18,7 +18,8 @@ DDOF = 1
 # method: the row label (METHOD+variant); base_method: the registered method; overrides: the options a record's
 # -o set ({key: value}, the evaluator's as eval.key); paired_seeds, holdout: the protocol choices of its variant
 FRAME_COLUMNS = ["dataset", "method", "base_method", "variant", "paired_seeds", "holdout", "ipc", "arch", "seed",
-                 "distill_seed", "draw", "profile", "protocol", "execution", "accuracy", "distill_seconds",
+                 "distill_seed", "draw", "profile", "protocol", "protocol_choices", "execution", "accuracy",
+                 "distill_seconds",
                  "evaluate_seconds", "match_w_global", "match_w_local", "match_cgan", "match_generator_change",
                  "overrides", "method_config", "eval_config", "path"]
 # frame column <- the generator's note in a record's "distilled" (matching-stage means, see tables.METRICS)
@@ -27,6 +28,13 @@ GENERATOR_NOTES = {"match_w_global": "match_last_w_global", "match_w_local": "ma
 
 
 def protocol_label(rec: dict) -> str:
+    """The protocol choices (:func:`protocol_choices`), then the execution where the record has it."""
+    execution = execution_label(rec)  # device, threads, precision; "" for records that predate them
+    return ", ".join([protocol_choices(rec), *([execution] if execution else [])])
+
+
+def protocol_choices(rec: dict) -> str:
+    """Profile, epochs, augmentation, final/best, fixed set/on-the-fly, test images."""
     p = rec.get("protocol", {})
     augment = p.get("augment")
     aug = ("DSA" if augment == "dsa" else f"DC aug {p.get('dc_strategy')}" if augment == "dc" and p.get("dc_strategy") != "none"
@@ -34,8 +42,7 @@ def protocol_label(rec: dict) -> str:
     parts = [rec["cell"]["profile"], f"E={p.get('epochs')}", aug,
              f"{p.get('accuracy', 'final')} acc", "on-the-fly" if p.get("mode") == "on-the-fly" else "fixed set",
              f"test={p.get('test_images')}"]
-    execution = execution_label(rec)  # device, threads, precision; "" for records that predate them
-    return ", ".join(str(x) for x in parts + ([execution] if execution else []))
+    return ", ".join(str(x) for x in parts)
 
 
 def _generator_note(rec: dict, key: str) -> float | None:
@@ -54,7 +61,7 @@ def frame_row(rec: dict, path: Path) -> dict:
         "variant": variant, "paired_seeds": choices.paired_seeds, "holdout": choices.holdout, "ipc": int(c["ipc"]),
         "arch": c["arch"], "seed": int(c["seed"]), "distill_seed": int(c.get("distill_seed", 0)),
         "draw": int(c.get("draw", 0)), "profile": c["profile"], "protocol": protocol_label(rec),
-        "execution": execution_label(rec), "accuracy": float(rec["accuracy"]),
+        "protocol_choices": protocol_choices(rec), "execution": execution_label(rec), "accuracy": float(rec["accuracy"]),
         "distill_seconds": timing.get("distill_seconds"), "evaluate_seconds": timing.get("evaluate_seconds"),
         **{col: _generator_note(rec, key) for col, key in GENERATOR_NOTES.items()},
         "overrides": dict(rec.get("overrides") or {}), "method_config": dict(rec.get("method_config") or {}),
@@ -83,15 +90,41 @@ def load_frame(root: Path, strict: bool = False) -> pd.DataFrame:
                           f"({unreadable[0][1]}): fix or remove them, or drop --strict")
     frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
     frame.attrs["unreadable"] = [(str(p), why) for p, why in unreadable]
+    frame.attrs["execution_joined"] = join_unknown_execution(frame)
     return frame
 
 
-def unreadable_note(df: pd.DataFrame) -> list[str]:
-    """The footer line counting the records :func:`load_frame` could not read (none: no line)."""
+CELL_KEYS = ["dataset", "method", "ipc", "arch", "profile", "protocol_choices"]
+
+
+def join_unknown_execution(frame: pd.DataFrame) -> int:
+    """Records that predate the execution fields join their cell's other records where those agree on one
+    execution, as the runner resumes such a cell (a field it does not know is not a conflict); returns how many
+    records joined. Where the cell's known records disagree, or there are none, they keep their own row."""
+    joined = 0
+    for _, index in frame.groupby(CELL_KEYS, sort=False).groups.items():
+        cell = frame.loc[index]
+        known = set(cell["execution"]) - {""}
+        unknown = index[(cell["execution"] == "").to_numpy()]
+        if len(known) == 1 and len(unknown):
+            execution = known.pop()
+            frame.loc[unknown, "execution"] = execution
+            frame.loc[unknown, "protocol"] = frame.loc[unknown, "protocol_choices"] + ", " + execution
+            joined += len(unknown)
+    return joined
+
+
+def frame_notes(df: pd.DataFrame) -> list[str]:
+    """The footer lines about the records themselves: those :func:`load_frame` could not read, and those shown
+    with their cell's execution (none: no line)."""
+    notes = []
     bad = df.attrs.get("unreadable") or []
-    if not bad:
-        return []
-    return [f"{len(bad)} unreadable record file(s) left out (named on stderr; --strict makes this an error)"]
+    if bad:
+        notes.append(f"{len(bad)} unreadable record file(s) left out (named on stderr; --strict makes this an error)")
+    if joined := df.attrs.get("execution_joined"):
+        notes.append(f"{joined} record(s) predate the execution fields (device, threads, precision) and are counted "
+                     f"with their cell's other records, which agree on one")
+    return notes
 
 
 def summarise(df: pd.DataFrame, keys: Sequence[str], value: str = "accuracy") -> pd.DataFrame:

@@ -12,7 +12,7 @@ from ddbench.config import parse_list
 from ddbench.errors import ConfigError
 from ddbench.reference import Reference, get_reference, paper_arch_order, paper_order
 from ddbench.tables.ablation import build_ablation_table
-from ddbench.tables.frame import stated_spread, summarise, unreadable_note
+from ddbench.tables.frame import frame_notes, stated_spread, summarise
 from ddbench.tables.model import Coord, Row, Table, TableCell, check_choice
 from ddbench.tables.published import add_improvement, add_reference, mark_best
 
@@ -173,7 +173,7 @@ def method_table(df: pd.DataFrame, cols: Columns, layout: str, metric: str, impr
     if cols.unmeasured:
         notes.append(f"no records yet for {', '.join(cols.unmeasured)} (–): not measured, not zero")
     if metric != "accuracy":
-        return Table(cols.title, cols.names, rows, [METRICS[metric][2], *notes[1:], *unreadable_note(df)])
+        return Table(cols.title, cols.names, rows, [METRICS[metric][2], *notes[1:], *frame_notes(df)])
     mark_best(rows, [k.protocol for k in keys])
     bold_at = len(notes)
     if improvement:
@@ -184,4 +184,4 @@ def method_table(df: pd.DataFrame, cols: Columns, layout: str, metric: str, impr
     if any(c.best for r in rows for c in r.cells):
         notes.insert(bold_at, "bold: best measured mean per column" + (" and protocol" if multi else "")
                      + (" (published rows excluded)" if any(r.reference for r in rows) else ""))
-    return Table(cols.title, cols.names, rows, notes + unreadable_note(df))
+    return Table(cols.title, cols.names, rows, notes + frame_notes(df))
