@@ -103,6 +103,18 @@ def test_ablation_counts_a_default_valued_variant_once(ablated: dict) -> None:
     assert [r.label for r in t.rows] == ["1", "2"] and [r.cells[0].n for r in t.rows] == [2, 2]
 
 
+def test_ablation_counts_every_draw_and_joins_records_without_execution(ablated: dict) -> None:
+    """Draws are measurements of their own (n = draws x networks); a record that predates the execution fields
+    stays in the series of the known execution instead of starting a series of its own."""
+    df = load_frame(ablated["res"])
+    draw1 = df.copy()
+    draw1["draw"] = 1
+    old = df[df["variant"] == "eval.epochs=1"].copy()
+    old["execution"], old["seed"] = "", old["seed"] + 10
+    t = build_ablation_table(pd.concat([df, draw1, old], ignore_index=True), "eval.epochs", method="random")
+    assert [r.label for r in t.rows] == ["1", "2"] and [r.cells[0].n for r in t.rows] == [6, 4]
+
+
 def test_ablation_leaves_out_cells_measured_at_one_value(ablated: dict) -> None:
     """The default run's cross-architecture cells (one value of the key each) are no ablation columns."""
     df = load_frame(ablated["res"])

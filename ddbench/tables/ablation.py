@@ -54,7 +54,8 @@ def _series(sel: pd.DataFrame, key: str) -> list[str]:
     """Each record's series: its method with its other overrides (and seeds, profile, execution where they vary)."""
     varied = OptionKey.parse(key).recorded
     multi_profile = sel["profile"].nunique() > 1
-    multi_execution = sel["execution"].nunique() > 1  # records of other threads/device/precision: own series
+    # records of other threads/device/precision: own series; one that predates the fields joins the known one
+    multi_execution = len(set(sel["execution"]) - {""}) > 1
     out = []
     for _, r in sel.iterrows():
         other = {k: v for k, v in r["overrides"].items() if k != varied}
@@ -87,7 +88,7 @@ def ablation_frame(df: pd.DataFrame, key: str, method: str | None = None, datase
     # An explicit `-o key=<default>` variant and the plain run measure the same cells (same configs, seeds):
     # count each measurement once, or n would double.
     same = [json.dumps([r["method_config"], r["eval_config"]], sort_keys=True, default=str) for _, r in sel.iterrows()]
-    cols = ["series", "value", *WHERE, "seed", "distill_seed", "profile", "_same"]
+    cols = ["series", "value", *WHERE, "seed", "distill_seed", "draw", "profile", "_same"]
     return sel.assign(_same=same).drop_duplicates(cols).drop(columns="_same")
 
 
