@@ -197,10 +197,12 @@ def test_cache_keys_depend_on_the_training_data(tmp_path: Path) -> None:
     assert a != b
 
 
-def test_records_carry_threads_device_and_precision_and_never_mix_them(tmp_path: Path,
+def test_records_carry_threads_device_and_precision_and_never_mix_known_ones(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Thread count, device type and precision are in each record's protocol; a rerun with another thread count
-    is refused, and a table gives records that differ in them their own rows (old records: threads unknown)."""
+    is refused. A record that predates the fields is kept on resume, and a table counts it with its cell's other
+    records when those agree on one execution, saying so in a footer line (records whose known executions differ
+    get their own rows: tests/test_tables.py)."""
     import torch
 
     from ddbench.tables import build_table, load_frame
@@ -214,13 +216,13 @@ def test_records_carry_threads_device_and_precision_and_never_mix_them(tmp_path:
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     with pytest.raises(ConfigError, match="recorded with threads 1, this run has 2"):
         runner.execute(runner.plan(registries(), _req(tmp_path, ipcs=[1])))
-    # a record made before the fields existed: read as unknown, kept on resume, never pooled with known ones
+    # a record made before the fields existed: read as unknown, kept on resume, counted with its cell's row
     for k in ("device_type", "threads", "precision"):
         del rec["protocol"][k]
     path.write_text(json.dumps(rec))
     path.with_name("seed1.json").unlink()
     outcomes = runner.execute(runner.plan(registries(), _req(tmp_path, ipcs=[1])))  # seed0 (unknown) is kept
     assert [o.record is None for o in outcomes] == [True, False]
-    rows = build_table(load_frame(tmp_path / "res"), "datasets").text_rows()
-    assert [label for label, _ in rows] == ["random [P1]", "random [P2]"]
-    assert sorted(cells[0].split("n=")[1][0] for _, cells in rows) == ["1", "1"]
+    table = build_table(load_frame(tmp_path / "res"), "datasets")
+    assert [(label, cells[0].split("n=")[1][0]) for label, cells in table.text_rows()] == [("random", "2")]
+    assert "1 record(s) predate the execution fields" in " ".join(table.notes)
