@@ -8,6 +8,20 @@ Default sweep: ``-m random,dm -d digits --ipc 1,10 -p quick -o eval.epochs=30 -o
 per cell; the evaluation and DM budgets shortened from quick so that one worker stays under ten minutes on a
 2-core machine). Every run uses one torch thread per task (``--threads 1``). The machine's load average before
 and after each run is printed: on a shared machine it moves every figure.
+
+Where the ratio falls short, the second table says why, from the records' own task times (each record keeps its
+set's distillation seconds and its evaluation seconds):
+
+- *work*: the seconds the tasks themselves took (each set's distillation once, every evaluation);
+- *work inflation*: work against the first run's. Above 1, the same tasks ran slower side by side (two busy cores
+  share the memory bus and caches), which no scheduler recovers;
+- *busy*: work / (workers x wall), the share of the workers' time spent in tasks. The rest is start-up, idle
+  waits on the DAG and Ray's per-task cost;
+- *overhead*: the first run's wall minus its work (Python and Ray start-up, worker start-up, loading data, writing
+  records); kept serial, it bounds the speed-up further;
+- *DAG bound*: the first run's work over the least wall any N-worker schedule of that DAG can take with those
+  task times, max(work / N, the longest distillation plus its longest evaluation). It is the speed-up a perfect
+  scheduler with no overhead and no inflation would reach; a sweep whose bound is below the target cannot reach it.
 """
 
 from __future__ import annotations
@@ -21,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 DEFAULT = ["-m", "random,dm", "-d", "digits", "--ipc", "1,10", "-p", "quick", "-o", "eval.epochs=30",
            "-o", "dm.iterations=100"]
@@ -30,8 +45,35 @@ def _accuracies(out: Path) -> dict[str, float]:
     return {p.relative_to(out).as_posix(): json.loads(p.read_text())["accuracy"] for p in sorted(out.rglob("*.json"))}
 
 
-def _run(args: list[str], root: Path) -> tuple[float, float | None, dict[str, float], float]:
-    """(wall seconds, Ray start-up seconds or None, accuracies, sum of the records' evaluate seconds)."""
+def _tasks(out: Path) -> tuple[dict[tuple, float], dict[tuple, list[float]]]:
+    """({set: distillation seconds}, {set: its cells' evaluation seconds}) from the records under ``out``: a set is
+    (dataset, method, variant, ipc, distillation seed, draw); a cached set's seconds are the ones that made it."""
+    distil: dict[tuple, float] = {}
+    evals: dict[tuple, list[float]] = {}
+    for p in sorted(out.rglob("*.json")):
+        rec = json.loads(p.read_text())
+        c = rec["cell"]
+        key = (c["dataset"], c["method"], c["variant"], c["ipc"], c["distill_seed"], c.get("draw", 0))
+        distil[key] = rec["timing"]["distill_seconds"]
+        evals.setdefault(key, []).append(rec["timing"]["evaluate_seconds"])
+    return distil, evals
+
+
+def work_of(distil: dict[tuple, float], evals: dict[tuple, list[float]]) -> float:
+    """Seconds spent in tasks: each set's distillation once, every evaluation."""
+    return sum(distil.values()) + sum(sum(v) for v in evals.values())
+
+
+def dag_bound(distil: dict[tuple, float], evals: dict[tuple, list[float]], workers: int) -> float:
+    """Least wall seconds of any schedule of the sweep's DAG on ``workers`` workers with these task times (a
+    lower bound: no overhead): the work spread evenly, or the longest distillation followed by its longest
+    evaluation, whichever is more."""
+    chain = max((distil[k] + max(evals[k]) for k in distil), default=0.0)
+    return max(work_of(distil, evals) / workers, chain)
+
+
+def _run(args: list[str], root: Path) -> tuple[float, float | None, dict[str, float], float, Any]:
+    """(wall seconds, Ray start-up seconds or None, accuracies, sum of the records' evaluate seconds, task times)."""
     out = root / "res"
     cmd = [sys.executable, "-m", "ddbench.cli", "run", *args, "--out", str(out), "--cache-dir", str(root / "cache"),
            "--threads", "1"]
@@ -42,7 +84,7 @@ def _run(args: list[str], root: Path) -> tuple[float, float | None, dict[str, fl
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     up = re.search(r"up in ([0-9.]+) s", proc.stderr)
     evaluate = sum(json.loads(p.read_text())["timing"]["evaluate_seconds"] for p in out.rglob("*.json"))
-    return wall, float(up.group(1)) if up else None, _accuracies(out), evaluate
+    return wall, float(up.group(1)) if up else None, _accuracies(out), evaluate, _tasks(out)
 
 
 def main() -> None:
@@ -61,16 +103,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         for i, (name, args) in enumerate(runs):
             load0 = os.getloadavg()[0]
-            wall, up, acc, evaluate = _run([*sweep, *args], Path(tmp) / str(i))
-            rows.append((name, wall, up, acc, evaluate, load0, os.getloadavg()[0]))
+            wall, up, acc, evaluate, tasks = _run([*sweep, *args], Path(tmp) / str(i))
+            rows.append((name, wall, up, acc, evaluate, load0, os.getloadavg()[0], tasks))
             print(f"  {name}: {wall:.1f} s wall, {len(acc)} records", flush=True)
     base_name, base_wall, _, base_acc, *_ = rows[0]
     print(f"\n| executor | cells | wall (s) | speed-up vs {base_name} | Ray start-up (s) | sum of evaluate_seconds (s) "
           f"| accuracies equal to {base_name} | load avg before/after |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, wall, up, acc, evaluate, l0, l1 in rows:
+    for name, wall, up, acc, evaluate, l0, l1, _ in rows:
         print(f"| {name} | {len(acc)} | {wall:.1f} | {base_wall / wall:.2f}x | {'' if up is None else f'{up:.1f}'} "
               f"| {evaluate:.1f} | {'yes' if acc == base_acc else 'NO'} | {l0:.2f} / {l1:.2f} |")
+    base_tasks = rows[0][-1]
+    base_work = work_of(*base_tasks)
+    print(f"\n| executor | workers | work (s) | work inflation | busy | DAG bound: tasks only | DAG bound: "
+          f"{base_name}'s overhead kept serial | measured speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (name, wall, *_, tasks), workers in zip(rows, [1 if n == "local" else int(n.split()[1]) for n, *_ in rows],
+                                                strict=True):
+        work = work_of(*tasks)
+        bound = base_wall / (base_wall - base_work + dag_bound(*base_tasks, workers)) if workers > 1 else 1.0
+        print(f"| {name} | {workers} | {work:.1f} | {work / base_work:.2f} | {work / (workers * wall):.0%} "
+              f"| {base_work / dag_bound(*base_tasks, workers):.2f}x | {bound:.2f}x | {base_wall / wall:.2f}x |")
 
 
 if __name__ == "__main__":
