@@ -5,8 +5,8 @@ their accuracies are equal, and Ray's own cost (start-up seconds as the CLI prin
     python benchmarks/bench_ray.py --workers 1,2 [--local] [-- <ddbench run options>]
 
 Default sweep: ``-m random,dm -d digits --ipc 1,10 --draws 2 -p quick -o eval.epochs=15 -o dm.iterations=25``
-(5 networks per set, two sets per cell: 60 evaluations and 8 distillations; the evaluation and DM budgets
-shortened from quick so that one worker takes about eight minutes on a 2-core machine). With one set per cell
+(5 networks per set, two sets per cell: 40 evaluations, 4 DM distillations and 4 random picks; the evaluation and
+DM budgets shortened from quick so that one worker takes about eight minutes on a 2-core machine). With one set per cell
 the sweep's shape caps the speed-up: the IPC-10 distillation is the longest task and its five evaluations
 wait for it (``--draws 1 -o dm.iterations=50``: 2 workers gave 1.67x of 1). Every run uses one torch thread per
 task (``--threads 1``). The machine's load average before and after each run is printed: on a shared machine it
