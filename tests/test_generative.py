@@ -15,7 +15,7 @@ import ddbench.generative.gan as gan
 import ddbench.generative.matching as engine
 from ddbench.api import Context, DistilledSet, GenerativeDistiller, ImageSet
 from ddbench.cache import ArtifactCache
-from ddbench.config import build
+from ddbench.config import build, hash_dict
 from ddbench.datasets import load
 from ddbench.errors import ConfigError
 from ddbench.export import export_distilled
@@ -97,6 +97,22 @@ def test_stage1_is_shared_by_all_generative_methods(regs: Registries, digits_sma
         assert out.meta["generator"]["match_steps"] == 2
         assert out.meta["generator"]["stage1_seconds"] == cgan_set.meta["generator"]["stage1_seconds"]
         assert out.meta["generator"]["match_seconds"] > 0
+
+
+def test_match_seed_reruns_only_the_matching_stage(regs: Registries, digits_small: ImageSet, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """match_seed N > 0: the same stage-1 GAN (not retrained), another matching run (another generator, another
+    artifact); match_seed 0 leaves the config hash, hence every existing record and generator, as before."""
+    ctx = make_ctx(regs, "digits", tmp_path)
+    base = make(regs, "dim", ctx, pool="convnet3")
+    first = base.fit(digits_small, seed=0)
+    monkeypatch.setattr(gan, "train_stage1", lambda *a, **k: pytest.fail("stage 1 trained again"))
+    other = make(regs, "dim", ctx, pool="convnet3", match_seed=1)
+    second = other.fit(digits_small, seed=0)
+    assert second["meta"]["stage1_key"] == first["meta"]["stage1_key"]
+    assert any(not torch.equal(v, second["generator"][k]) for k, v in first["generator"].items())
+    assert other.config_key(seed=0) != base.config_key(seed=0)
+    assert "match_seed" not in hash_dict(base.config) and hash_dict(other.config)["match_seed"] == 1
 
 
 def test_stage1_key_depends_only_on_gan_fields_dataset_and_seed() -> None:

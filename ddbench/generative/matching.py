@@ -100,11 +100,17 @@ class MatchConfig(gan.GANConfig):
     pretrain_aug: str = doc("per-sample augmentation of the pre-training batches (DiM: color_crop; 'none')",
                             "color_crop")
     match_checkpoint_every: int = doc("save a resumable matching checkpoint every N steps (not in the key)", 50)
+    match_seed: int = doc(
+        "another matching run from the same stage-1 GAN: N > 0 draws the matching stage's networks, batches and "
+        "augmentations from a different stream (0 = the fit seed's own), so fit-to-fit spread of the matching "
+        "stage can be measured without refitting stage 1", 0, hash_default=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if min(self.match_epochs, self.match_batch) < 1 or self.match_max_iters < 0 or self.pretrain_steps < 0:
             raise ValueError("match_epochs and match_batch must be >= 1; match_max_iters, pretrain_steps >= 0")
+        if self.match_seed < 0:
+            raise ValueError("match_seed must be >= 0")
         if self.epoch_steps < 0:
             raise ValueError("epoch_steps must be >= 0")
         if not self.pool:
@@ -141,7 +147,8 @@ class Matcher:
     def __init__(self, cfg: MatchConfig, ctx: Context, train: ImageSet, seed: int, loss: MatchLoss,
                  stage1: Mapping[str, Any]) -> None:
         self.cfg, self.ctx, self.train, self.loss = cfg, ctx, train, loss
-        self.rng = seeds.generator(seed, "matching")
+        self.rng = (seeds.generator(seed, "matching", cfg.match_seed) if cfg.match_seed
+                    else seeds.generator(seed, "matching"))
         self.pair = gan.load_pair(stage1, cfg, ctx, seed, lr=cfg.match_lr)
         self.stream = gan.BatchStream(len(train), cfg.match_batch, self.rng)
         self.epoch_steps = cfg.epoch_steps or self.stream.per_epoch
