@@ -29,8 +29,13 @@ GENERATOR_NOTES = {"match_w_global": "match_last_w_global", "match_w_local": "ma
 
 def protocol_label(rec: dict) -> str:
     """The protocol choices (:func:`protocol_choices`), then the execution where the record has it."""
-    execution = execution_label(rec)  # device, threads, precision; "" for records that predate them
-    return ", ".join([protocol_choices(rec), *([execution] if execution else [])])
+    return with_execution(protocol_choices(rec), execution_label(rec))
+
+
+def with_execution(choices: str, execution: str) -> str:
+    """A protocol label from its choices and its execution (device, threads, precision; "" for records that
+    predate them)."""
+    return f"{choices}, {execution}" if execution else choices
 
 
 def protocol_choices(rec: dict) -> str:
@@ -56,12 +61,14 @@ def frame_row(rec: dict, path: Path) -> dict:
     variant = c.get("variant", "")
     choices = variant_choices(variant or "")
     timing = rec.get("timing", {})
+    protocol, execution = protocol_choices(rec), execution_label(rec)
     return {
         "dataset": c["dataset"], "method": method_label(c["method"], variant), "base_method": c["method"],
         "variant": variant, "paired_seeds": choices.paired_seeds, "holdout": choices.holdout, "ipc": int(c["ipc"]),
         "arch": c["arch"], "seed": int(c["seed"]), "distill_seed": int(c.get("distill_seed", 0)),
-        "draw": int(c.get("draw", 0)), "profile": c["profile"], "protocol": protocol_label(rec),
-        "protocol_choices": protocol_choices(rec), "execution": execution_label(rec), "accuracy": float(rec["accuracy"]),
+        "draw": int(c.get("draw", 0)), "profile": c["profile"],
+        "protocol": with_execution(protocol, execution), "protocol_choices": protocol, "execution": execution,
+        "accuracy": float(rec["accuracy"]),
         "distill_seconds": timing.get("distill_seconds"), "evaluate_seconds": timing.get("evaluate_seconds"),
         **{col: _generator_note(rec, key) for col, key in GENERATOR_NOTES.items()},
         "overrides": dict(rec.get("overrides") or {}), "method_config": dict(rec.get("method_config") or {}),
@@ -109,7 +116,7 @@ def join_unknown_execution(frame: pd.DataFrame) -> int:
         if len(known) == 1 and len(unknown):
             execution = known.pop()
             frame.loc[unknown, "execution"] = execution
-            frame.loc[unknown, "protocol"] = frame.loc[unknown, "protocol_choices"] + ", " + execution
+            frame.loc[unknown, "protocol"] = [with_execution(c, execution) for c in frame.loc[unknown, "protocol_choices"]]
             joined += len(unknown)
     return joined
 
