@@ -85,8 +85,8 @@ def dag_wall(distil: dict[tuple, float], evals: dict[tuple, list[float]], worker
     return max(free)
 
 
-def _run(args: list[str], root: Path) -> tuple[float, float | None, dict[str, float], float, Any]:
-    """(wall seconds, Ray start-up seconds or None, accuracies, sum of the records' evaluate seconds, task times)."""
+def _run(args: list[str], root: Path) -> tuple[float, float | None, dict[str, float], Any]:
+    """(wall seconds, Ray start-up seconds or None, accuracies, task times (:func:`_tasks`))."""
     out = root / "res"
     cmd = [sys.executable, "-m", "ddbench.cli", "run", *args, "--out", str(out), "--cache-dir", str(root / "cache"),
            "--threads", "1"]
@@ -96,8 +96,7 @@ def _run(args: list[str], root: Path) -> tuple[float, float | None, dict[str, fl
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     up = re.search(r"up in ([0-9.]+) s", proc.stderr)
-    evaluate = sum(json.loads(p.read_text())["timing"]["evaluate_seconds"] for p in out.rglob("*.json"))
-    return wall, float(up.group(1)) if up else None, _accuracies(out), evaluate, _tasks(out)
+    return wall, float(up.group(1)) if up else None, _accuracies(out), _tasks(out)
 
 
 def main() -> None:
@@ -110,22 +109,22 @@ def main() -> None:
     sweep = extra or DEFAULT
     print(f"sweep: ddbench run {' '.join(sweep)} --threads 1")
     rows = []
-    runs = ([("local", [])] if opts.local else []) + [
-        (f"ray, {w} worker{'s' if w > 1 else ''}", ["--executor", "ray", "--workers", str(w)])
+    runs = ([("local", 1, [])] if opts.local else []) + [
+        (f"ray, {w} worker{'s' if w > 1 else ''}", w, ["--executor", "ray", "--workers", str(w)])
         for w in (int(x) for x in opts.workers.split(","))]
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
-        for i, (name, args) in enumerate(runs):
+        for i, (name, workers, args) in enumerate(runs):
             load0 = os.getloadavg()[0]
-            wall, up, acc, evaluate, tasks = _run([*sweep, *args], Path(tmp) / str(i))
-            rows.append((name, wall, up, acc, evaluate, load0, os.getloadavg()[0], tasks))
+            wall, up, acc, tasks = _run([*sweep, *args], Path(tmp) / str(i))
+            rows.append((name, workers, wall, up, acc, load0, os.getloadavg()[0], tasks))
             print(f"  {name}: {wall:.1f} s wall, {len(acc)} records", flush=True)
-    base_name, base_wall, _, base_acc, *_ = rows[0]
+    base_name, _, base_wall, _, base_acc, *_ = rows[0]
     print(f"\n| executor | cells | wall (s) | speed-up vs {base_name} | Ray start-up (s) | sum of evaluate_seconds (s) "
           f"| accuracies equal to {base_name} | load avg before/after |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, wall, up, acc, evaluate, l0, l1, _ in rows:
+    for name, _, wall, up, acc, l0, l1, (_, evals) in rows:
         print(f"| {name} | {len(acc)} | {wall:.1f} | {base_wall / wall:.2f}x | {'' if up is None else f'{up:.1f}'} "
-              f"| {evaluate:.1f} | {'yes' if acc == base_acc else 'NO'} | {l0:.2f} / {l1:.2f} |")
+              f"| {sum(map(sum, evals.values())):.1f} | {'yes' if acc == base_acc else 'NO'} | {l0:.2f} / {l1:.2f} |")
     base_tasks = rows[0][-1]
     base_work = work_of(*base_tasks)
     overhead = base_wall - base_work
@@ -133,8 +132,7 @@ def main() -> None:
     print("| executor | workers | work (s) | work inflation | busy | DAG's greedy schedule | + overhead kept serial "
           "| + work inflation | measured |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, wall, *_, tasks in rows:
-        workers = 1 if name == "local" else int(name.split()[1])
+    for name, workers, wall, *_, tasks in rows:
         work = work_of(*tasks)
         dag = dag_wall(*base_tasks, workers)
         inflation = work / base_work
