@@ -368,3 +368,34 @@ def test_records_without_execution_fields_join_their_cell_where_it_agrees(result
     assert len(rows) == 3, rows  # ipc 1: one row (n=2); ipc 2: three executions (unknown, n threads, n+1)
     assert sum(cells[0].endswith("(n=2)") for _, cells in rows) == 1
     assert "1 record(s) predate the execution fields" in " ".join(build_table(df, "datasets").notes)
+
+
+def test_records_without_execution_fields_join_their_row_where_their_cell_has_none(results: Path,
+                                                                                   tmp_path: Path) -> None:
+    """A cell whose records all predate the execution fields joins its row's execution (the same method and
+    protocol in other cells) where that is one, so a method is one row rather than one per vintage; beside a
+    row that knows two executions it keeps its own row."""
+    import shutil
+
+    from ddbench.records import EXECUTION_KEYS
+
+    res = tmp_path / "res"
+    shutil.copytree(results, res)
+    ipc1 = sorted((res / "smoke" / "digits" / "random" / "ipc1" / "convnet3").glob("*.json"))
+    ipc2 = sorted((res / "smoke" / "digits" / "random" / "ipc2" / "convnet3").glob("*.json"))
+    for path in ipc2:
+        rec = json.loads(path.read_text())
+        for key in EXECUTION_KEYS:
+            rec["protocol"].pop(key, None)
+        path.write_text(json.dumps(rec))
+    df = load_frame(res)
+    assert df.attrs["execution_joined"] == len(ipc2)
+    assert len(build_table(df[df.arch == "convnet3"], "datasets").text_rows()) == 1
+    assert f"{len(ipc2)} record(s) predate the execution fields" in " ".join(build_table(df, "datasets").notes)
+
+    rec = json.loads(ipc1[0].read_text())  # the row now knows two executions: the unknown cell stays apart
+    rec["protocol"]["threads"] += 1
+    ipc1[0].write_text(json.dumps(rec))
+    df = load_frame(res)
+    assert df.attrs["execution_joined"] == 0
+    assert len(build_table(df[df.arch == "convnet3"], "datasets").text_rows()) == 3

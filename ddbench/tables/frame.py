@@ -102,17 +102,25 @@ def load_frame(root: Path, strict: bool = False) -> pd.DataFrame:
 
 
 CELL_KEYS = ["dataset", "method", "ipc", "arch", "profile", "protocol_choices"]
+#: A table row's records other than its execution (layouts group rows by method and full protocol label).
+ROW_KEYS = ["base_method", "method", "protocol_choices"]
 
 
 def join_unknown_execution(frame: pd.DataFrame) -> int:
     """Records that predate the execution fields join their cell's other records where those agree on one
-    execution, as the runner resumes such a cell (a field it does not know is not a conflict); returns how many
-    records joined. Where the cell's known records disagree, or there are none, they keep their own row."""
+    execution, as the runner resumes such a cell (a field it does not know is not a conflict); those whose cell
+    has no known execution then join their row's (the same method and protocol choices in other cells) where
+    that agrees on one, so a method is one row, not one row per vintage of its records. Returns how many
+    records joined. Where the known records disagree, or there are none, they keep their own row."""
+    return sum(_join_unknown(frame, keys) for keys in (CELL_KEYS, ROW_KEYS))
+
+
+def _join_unknown(frame: pd.DataFrame, keys: list[str]) -> int:
     joined = 0
-    for _, index in frame.groupby(CELL_KEYS, sort=False).groups.items():
-        cell = frame.loc[index]
-        known = set(cell["execution"]) - {""}
-        unknown = index[(cell["execution"] == "").to_numpy()]
+    for _, index in frame.groupby(keys, sort=False).groups.items():
+        group = frame.loc[index]
+        known = set(group["execution"]) - {""}
+        unknown = index[(group["execution"] == "").to_numpy()]
         if len(known) == 1 and len(unknown):
             execution = known.pop()
             frame.loc[unknown, "execution"] = execution
@@ -130,7 +138,7 @@ def frame_notes(df: pd.DataFrame) -> list[str]:
         notes.append(f"{len(bad)} unreadable record file(s) left out (named on stderr; --strict makes this an error)")
     if joined := df.attrs.get("execution_joined"):
         notes.append(f"{joined} record(s) predate the execution fields (device, threads, precision) and are counted "
-                     f"with their cell's other records, which agree on one")
+                     f"with their cell's other records, or where the cell has none its row's, which agree on one")
     return notes
 
 
