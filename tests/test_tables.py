@@ -373,8 +373,8 @@ def test_records_without_execution_fields_join_their_cell_where_it_agrees(result
 def test_records_without_execution_fields_join_their_row_where_their_cell_has_none(results: Path,
                                                                                    tmp_path: Path) -> None:
     """A cell whose records all predate the execution fields joins its row's execution (the same method and
-    protocol in other cells) where that is one, so a method is one row rather than one per vintage; beside a
-    row that knows two executions it keeps its own row."""
+    protocol in other cells) where that is one, so a method is one row rather than one per vintage; with another
+    method config, or beside a row that knows two executions, it keeps its own row."""
     import shutil
 
     from ddbench.records import EXECUTION_KEYS
@@ -392,6 +392,14 @@ def test_records_without_execution_fields_join_their_row_where_their_cell_has_no
     assert df.attrs["execution_joined"] == len(ipc2)
     assert len(build_table(df[df.arch == "convnet3"], "datasets").text_rows()) == 1
     assert f"{len(ipc2)} record(s) predate the execution fields" in " ".join(build_table(df, "datasets").notes)
+
+    for path, iterations in ((ipc1[0], 1), (ipc1[1], 1), (ipc2[0], 7)):  # another method config stays apart
+        rec = json.loads(path.read_text())
+        rec["method_config"]["iterations"] = iterations
+        path.write_text(json.dumps(rec))
+    df = load_frame(res)
+    assert df.attrs["execution_joined"] == len(ipc2) - 1
+    assert len(build_table(df[df.arch == "convnet3"], "datasets").text_rows()) == 2
 
     rec = json.loads(ipc1[0].read_text())  # the row now knows two executions: the unknown cell stays apart
     rec["protocol"]["threads"] += 1

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -110,9 +112,15 @@ def join_unknown_execution(frame: pd.DataFrame) -> int:
     """Records that predate the execution fields join their cell's other records where those agree on one
     execution, as the runner resumes such a cell (a field it does not know is not a conflict); those whose cell
     has no known execution then join their row's (the same method and protocol choices in other cells) where
-    that agrees on one, so a method is one row, not one row per vintage of its records. Returns how many
-    records joined. Where the known records disagree, or there are none, they keep their own row."""
+    that agrees on one, so a method is one row, not one row per vintage of its records. A record joins only
+    known records whose method config it matches on every key both carry (dm's old cut, batch_real 32, stays
+    apart from today's 256). Returns how many records joined; the others keep their own row."""
     return sum(_join_unknown(frame, keys) for keys in (CELL_KEYS, ROW_KEYS))
+
+
+def _same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two method configs agree on every key both carry (a key one lacks is not a conflict)."""
+    return all(a[k] == b[k] for k in a.keys() & b.keys())
 
 
 def _join_unknown(frame: pd.DataFrame, keys: list[str]) -> int:
@@ -120,9 +128,14 @@ def _join_unknown(frame: pd.DataFrame, keys: list[str]) -> int:
     for _, index in frame.groupby(keys, sort=False).groups.items():
         group = frame.loc[index]
         known = set(group["execution"]) - {""}
-        unknown = index[(group["execution"] == "").to_numpy()]
-        if len(known) == 1 and len(unknown):
-            execution = known.pop()
+        if len(known) != 1:
+            continue
+        execution = known.pop()
+        configs = {json.dumps(c, sort_keys=True, default=str): c
+                   for c in group.loc[group["execution"] != "", "method_config"]}.values()
+        unknown = [i for i in index[(group["execution"] == "").to_numpy()]
+                   if all(_same_config(frame.at[i, "method_config"], c) for c in configs)]
+        if unknown:
             frame.loc[unknown, "execution"] = execution
             frame.loc[unknown, "protocol"] = [with_execution(c, execution) for c in frame.loc[unknown, "protocol_choices"]]
             joined += len(unknown)
@@ -138,7 +151,8 @@ def frame_notes(df: pd.DataFrame) -> list[str]:
         notes.append(f"{len(bad)} unreadable record file(s) left out (named on stderr; --strict makes this an error)")
     if joined := df.attrs.get("execution_joined"):
         notes.append(f"{joined} record(s) predate the execution fields (device, threads, precision) and are counted "
-                     f"with their cell's other records, or where the cell has none its row's, which agree on one")
+                     f"with their cell's other records, or where the cell has none its row's, where those agree on one "
+                     f"execution and on the method config")
     return notes
 
 
