@@ -15,10 +15,9 @@ The rule for ``quick`` budgets of the classical methods (dc, dsa, dm; random and
 
 Cost, as the quick records measured it (``distill_seconds``; one torch thread on the shared 2-core machine at a
 load average of 5 to 8, so upper bounds): at IPC 1, dc's 10 iterations took 222 s on MNIST and 357 s on
-CIFAR-10, dsa's 439 s and 1074 s. At IPC 10 a DC iteration is 10 image updates and 9 x 50 network epochs: the
-earlier quick budget (batch_real 64, 10 inner epochs) took 110 s per iteration on MNIST, which scales to about
-8 minutes per iteration at the published sizes, i.e. 1 to 2 hours per dc or dsa set at IPC 10 (an estimate,
-not yet measured).
+CIFAR-10, dsa's 439 s and 1074 s. At IPC 10 a DC iteration is 10 image updates and 9 x 50 network epochs; its 10
+iterations took 2631 s (dc) and 2636 s (dsa) on MNIST, 2418 s and 2423 s on CIFAR-10 (one thread each, two such
+jobs side by side on the 2 cores), about 4 minutes per iteration.
 
 ``quick`` evaluation trains every network for 100 epochs whatever the augmentation (``eval.augment`` dsa, dc
 or none): a tenth of the protocol's 1000 epochs with augmentation, a third of its 300 without. ``paper``
