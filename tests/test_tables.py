@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import re
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +19,7 @@ import torch
 from ddbench import DistilledSet, Distiller, hookimpl, runner
 from ddbench.errors import ConfigError
 from ddbench.plugins import registries
+from ddbench.records import EXECUTION_KEYS
 from ddbench.reference import get_reference
 from ddbench.tables import FORMATS, build_table, load_frame
 
@@ -300,7 +303,6 @@ def test_unreadable_records_are_named_counted_and_strict_refuses(tmp_path: Path,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     """A table never drops a record silently: each unreadable one is named (stderr), counted in the notes, and
     --strict makes it an error (CLI: exit 2, one line)."""
-    import shutil
 
     from click.testing import CliRunner
 
@@ -335,33 +337,37 @@ def test_plain_text_has_no_bold_note(results: Path) -> None:
     assert "bold:" not in t.render("rich")
 
 
+def _edit(path: Path, change: Callable[[dict], object]) -> None:
+    """Rewrite one record file through ``change(record)``."""
+    rec = json.loads(path.read_text())
+    change(rec)
+    path.write_text(json.dumps(rec))
+
+
+def _strip_execution(rec: dict) -> None:
+    """Make a record look as if it predates the execution fields."""
+    for key in EXECUTION_KEYS:
+        rec["protocol"].pop(key, None)
+
+
+def _random_cells(results: Path, tmp_path: Path) -> tuple[Path, list[Path], list[Path]]:
+    """A writable copy of the results: its root, and the record files of random's IPC 1 and IPC 2 cells."""
+    res = tmp_path / "res"
+    shutil.copytree(results, res)
+    cells = res / "smoke" / "digits" / "random"
+    return res, *(sorted((cells / f"ipc{k}" / "convnet3").glob("*.json")) for k in (1, 2))
+
+
 def test_records_without_execution_fields_join_their_cell_where_it_agrees(results: Path, tmp_path: Path) -> None:
     """A record that predates device/threads/precision is counted with its cell's other records (the runner
     resumes such a cell over it) where those agree on one execution, with a note; alone, or beside records that
     disagree, it keeps its own row."""
-    import shutil
-
-    from ddbench.records import EXECUTION_KEYS
-
-    res = tmp_path / "res"
-    shutil.copytree(results, res)
-
-    def strip(path: Path, **execution: object) -> None:
-        rec = json.loads(path.read_text())
-        for key in EXECUTION_KEYS:
-            rec["protocol"].pop(key, None)
-        rec["protocol"].update(execution)
-        path.write_text(json.dumps(rec))
-
-    ipc1 = sorted((res / "smoke" / "digits" / "random" / "ipc1" / "convnet3").glob("*.json"))
-    ipc2 = sorted((res / "smoke" / "digits" / "random" / "ipc2" / "convnet3").glob("*.json"))
-    strip(ipc1[0])  # joins ipc1[1], whose execution is known
-    strip(ipc2[0])  # stays apart: its cell's known records disagree (ipc2[1] and a copy run at another count)
+    res, ipc1, ipc2 = _random_cells(results, tmp_path)
+    _edit(ipc1[0], _strip_execution)  # joins ipc1[1], whose execution is known
+    _edit(ipc2[0], _strip_execution)  # stays apart: its cell's known records disagree (ipc2[1] and a copy run at another count)
     other = ipc2[1].with_name("seed1-copy.json")
     shutil.copy(ipc2[1], other)
-    rec = json.loads(other.read_text())
-    rec["protocol"]["threads"] += 1
-    other.write_text(json.dumps(rec))
+    _edit(other, lambda rec: rec["protocol"].update(threads=rec["protocol"]["threads"] + 1))
     df = load_frame(res)
     assert df.attrs["execution_joined"] == 1
     rows = build_table(df[df.arch == "convnet3"], "datasets").text_rows()
@@ -375,35 +381,22 @@ def test_records_without_execution_fields_join_their_row_where_their_cell_has_no
     """A cell whose records all predate the execution fields joins its row's execution (the same method and
     protocol in other cells) where that is one, so a method is one row rather than one per vintage; with another
     method config, or beside a row that knows two executions, it keeps its own row."""
-    import shutil
-
-    from ddbench.records import EXECUTION_KEYS
-
-    res = tmp_path / "res"
-    shutil.copytree(results, res)
-    ipc1 = sorted((res / "smoke" / "digits" / "random" / "ipc1" / "convnet3").glob("*.json"))
-    ipc2 = sorted((res / "smoke" / "digits" / "random" / "ipc2" / "convnet3").glob("*.json"))
+    res, ipc1, ipc2 = _random_cells(results, tmp_path)
     for path in ipc2:
-        rec = json.loads(path.read_text())
-        for key in EXECUTION_KEYS:
-            rec["protocol"].pop(key, None)
-        path.write_text(json.dumps(rec))
+        _edit(path, _strip_execution)
     df = load_frame(res)
     assert df.attrs["execution_joined"] == len(ipc2)
     assert len(build_table(df[df.arch == "convnet3"], "datasets").text_rows()) == 1
     assert f"{len(ipc2)} record(s) predate the execution fields" in " ".join(build_table(df, "datasets").notes)
 
     for path, iterations in ((ipc1[0], 1), (ipc1[1], 1), (ipc2[0], 7)):  # another method config stays apart
-        rec = json.loads(path.read_text())
-        rec["method_config"]["iterations"] = iterations
-        path.write_text(json.dumps(rec))
+        _edit(path, lambda rec, n=iterations: rec["method_config"].update(iterations=n))
     df = load_frame(res)
     assert df.attrs["execution_joined"] == len(ipc2) - 1
     assert len(build_table(df[df.arch == "convnet3"], "datasets").text_rows()) == 2
 
-    rec = json.loads(ipc1[0].read_text())  # the row now knows two executions: the unknown cell stays apart
-    rec["protocol"]["threads"] += 1
-    ipc1[0].write_text(json.dumps(rec))
+    # the row now knows two executions: the unknown cell stays apart
+    _edit(ipc1[0], lambda rec: rec["protocol"].update(threads=rec["protocol"]["threads"] + 1))
     df = load_frame(res)
     assert df.attrs["execution_joined"] == 0
     assert len(build_table(df[df.arch == "convnet3"], "datasets").text_rows()) == 3
